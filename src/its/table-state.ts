@@ -1,0 +1,62 @@
+/**
+ * Contract between the ITS core (src/its/its.ts, which owns the translation state) and the
+ * table ABI (src/its/abi/, which saves it into and restores it from guest RAM in KVM's ABI
+ * revision 0). Kept as an interface so the ABI can be tested on a fake state and the core
+ * without the ABI.
+ */
+import type { GuestMemory } from '../memory/guest-memory.js';
+import type { LpiSystem } from '../redist/types.js';
+
+/** Collection not mapped to any vCPU (created implicitly by MAPTI/MAPI); saved as RDbase 0xffffffff. */
+export const COLLECTION_NOT_MAPPED = -1;
+
+/**
+ * Locates the guest physical address of entry `id` of the table described by a GITS_BASER
+ * value (KVM vgic_its_check_id, kvm-its-abi.md 3.6): flat or two-level (device table only),
+ * 8-byte entries, 64 KiB pages. Returns -1 when the id is out of the table, the L1 entry is
+ * invalid or unreadable, or the entry address is not in guest memory. Never throws.
+ * Implemented in src/its/tables.ts.
+ */
+export type LocateEntry = (memory: GuestMemory, baser: bigint, id: number) => number;
+
+/** Receives every change of translation state, so the ABI can save incrementally. */
+export interface ItsChangeListener {
+  deviceChanged(devid: number): void;
+  eventChanged(devid: number, eventid: number): void;
+  collectionsChanged(): void;
+  /** Everything changed (BASER rewrite, reset, restore): next save is a full save. */
+  allChanged(): void;
+}
+
+export interface ItsTableState {
+  readonly memory: GuestMemory;
+  readonly lpis: LpiSystem;
+  /** Current GITS_BASER0 (device table) and GITS_BASER1 (collection table) values. */
+  readonly baserDevice: bigint;
+  readonly baserCollection: bigint;
+  /** ABI revision selected through GITS_IIDR (0). */
+  readonly abiRevision: number;
+
+  // ---- Iteration (save) ----
+  /** Mapped devices in ascending DeviceID order. */
+  forEachDevice(fn: (devid: number, ittAddr: number, eventIdBits: number) => void): void;
+  /** Mapped events of a device in ascending EventID order. */
+  forEachEvent(devid: number, fn: (eventid: number, intid: number, icid: number) => void): void;
+  /** Existing collections in creation order; target is a vCPU id or COLLECTION_NOT_MAPPED. */
+  forEachCollection(fn: (icid: number, target: number) => void): void;
+  deviceCount(): number;
+  eventCount(): number;
+
+  // ---- Mutators used by restore (state only; no table writes) ----
+  hasCollection(icid: number): boolean;
+  addCollection(icid: number, target: number): void;
+  hasDevice(devid: number): boolean;
+  addDevice(devid: number, ittAddr: number, eventIdBits: number): void;
+  /** Maps (devid, eventid) -> intid in collection icid, acquiring the LPI. False on a guest RAM fault. */
+  addEvent(devid: number, eventid: number, intid: number, icid: number): boolean;
+  /** Frees every device (and its events) and every collection of this ITS. */
+  clearTranslations(): void;
+
+  /** The change listener (the incremental saver); null for none. */
+  setChangeListener(listener: ItsChangeListener | null): void;
+}
