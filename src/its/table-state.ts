@@ -11,6 +11,15 @@ import type { LpiSystem } from '../redist/types.js';
 export const COLLECTION_NOT_MAPPED = -1;
 
 /**
+ * (added by src/its) The icid that forEachEvent reports for an ITE whose collection was freed
+ * (MAPC V=0, GITS_BASER1 Valid=0) while the ITE lived on: KVM sets the ITE's collection to
+ * NULL and never re-attaches it, even when the ICID is mapped again. Such an ITE cannot
+ * deliver, move or be discarded; MAPD (or reset) frees it. KVM's own save path is undefined
+ * for it (kvm-its-abi.md 3.9): the table ABI decides how to save it (e.g. a zero ITE).
+ */
+export const ITE_NO_COLLECTION = 0x10000;
+
+/**
  * Locates the guest physical address of entry `id` of the table described by a GITS_BASER
  * value (KVM vgic_its_check_id, kvm-its-abi.md 3.6): flat or two-level (device table only),
  * 8-byte entries, 64 KiB pages. Returns -1 when the id is out of the table, the L1 entry is

@@ -40,6 +40,12 @@ export interface ItsStats {
   commands: Record<string, number>;
   /** Command errors by reason, e.g. "MAPTI_PHYSICALID_OOR", "cmd_read_fault". */
   commandErrors: Record<string, number>;
+  /** (added by src/its) signalMsi results: 1 (delivered). */
+  msiDelivered: number;
+  /** (added by src/its) signalMsi calls that returned 0 or a negative errno. */
+  msiDropped: number;
+  /** (added by src/its) msiDropped by reason (its_disabled and lpis_disabled are the -EBUSY ones). */
+  msiDroppedByReason: Record<DropReason, number>;
 }
 
 /** Result codes of signalMsi (KVM_SIGNAL_MSI): 1 delivered, 0 dropped, negative errno. */

@@ -35,13 +35,23 @@ export interface LpiHooks {
    * must not call back into the LPI system.
    */
   onDeliverable(vcpu: number): void;
+  /**
+   * (Added by src/redist.) GICR_CTLR.EnableLPIs of `vcpu` changed. KVM drops its ITS
+   * translation caches when EnableLPIs goes 1 -> 0 (vgic_its_invalidate_all_caches); an ITS
+   * that caches translations must do the same (or re-check lpisEnabled per MSI). Called
+   * synchronously; must not call back into the LPI system. Optional.
+   */
+  onEnableLpisChanged?(vcpu: number, enabled: boolean): void;
 }
 
 /** Counters the daemon reports in GET_STATS. */
 export interface LpiStats {
   /** Property/pending table reads that faulted (guest RAM outside every region). */
   tableReadFaults: number;
+  /** Bytes written to pending tables (bits consumed at LPI creation + SAVE_PENDING_TABLES). */
   pendingTableWrites: number;
+  /** (Added by src/redist.) Pending-table writes that faulted or hit frozen memory. */
+  tableWriteFaults?: number;
 }
 
 export interface LpiSystem {

@@ -1,0 +1,956 @@
+/**
+ * ITS_SAVE_TABLES for table ABI rev 0 (kvm-its-abi.md 3.7), full and incremental.
+ *
+ * Full save, as KVM: devices in ascending DeviceID order, each ITT (ITEs in ascending EventID
+ * order, `next` = delta to the next written ITE, 0 for the last) then its DTE (`next` = delta
+ * to the next written device, capped at 16383, 0 for the last); then the collection table in
+ * creation order, followed by one all-zero CTE when the table is not full. A table whose
+ * BASER has Valid = 0 is skipped. A device whose DTE slot is outside guest memory fails the
+ * save with -EINVAL before anything is written (KVM: -EINVAL); a failing ITE/CTE write is
+ * -EFAULT (KVM: the save stops there, partial output).
+ *
+ * Decisions beyond KVM (hardening.md), all of them making the image restorable:
+ * - ORPHANED ITEs. An ITE whose collection no longer exists (MAPC V=0 while it had ITEs, KVM's
+ *   "ITE with no collection"; the ITS reports ICID_NONE) is written as an all-zero (invalid)
+ *   ITE and is skipped when computing the `next` of the ITEs around it. Restore then reads it
+ *   as invalid. KVM dereferences the missing collection here (2026 CVE).
+ * - BASER SHRUNK OR MOVED after mapping. The tables are located from the current BASERs. A
+ *   device the device table can no longer hold (DeviceID past the flat table or past the
+ *   level-1 table, or its level-1 entry invalid) is SKIPPED, not fatal; `next` offsets are
+ *   computed over the written devices only, so no `next` points at a slot this save did not
+ *   write. Likewise a collection whose ICID the collection table can no longer hold is not
+ *   written, and the ITEs that name it are saved as orphans (else restore would fail with
+ *   -EINVAL on them). A DTE slot that the table does hold but that lies outside guest memory
+ *   (L1 entry or table outside RAM) stays -EINVAL, as KVM.
+ * - REMOVED ENTRIES. The saver remembers which slots the last save (or restore) wrote live
+ *   (its "image"). A full save zeroes the DTE slot of every imaged device that is not written
+ *   now (if the slot is still the same), and the imaged ITE slots of a device that is written
+ *   now with the same ITT address, inside its current ITT, that are no longer live. Slots of
+ *   a device whose ITT moved or went away are not touched (the guest may have freed that
+ *   memory). KVM zeroes DTE/ITE slots at MAPD V=0 / DISCARD time; the ITS does too; this
+ *   covers what happened to the state between two saves by any other path.
+ *
+ * Incremental save (beyond KVM): the saver is the ITS's ItsChangeListener. Between saves it
+ * records changed devices, events and collections; the next save writes only the changed
+ * entries, the entries whose `next` changed (the previous live neighbour of every entry that
+ * appeared or disappeared), the zeroes a full save would write, and the collection table if it
+ * changed. The result is byte-identical to a full save on the same memory. A full save is done
+ * instead when: nothing was saved yet, allChanged() was reported (BASER rewrite, reset, ABI
+ * change), memory or a BASER differs from the last save, a level-1 entry the last save used
+ * changed, a collection disappeared (or appeared while orphaned ITEs exist), the change log
+ * overflowed, or the ITS lacks the point lookups (ItsSaveLookups). Incremental save assumes
+ * the guest did not write into the ITS's tables since the last save (the architecture forbids
+ * it; a full save can be forced).
+ */
+import type { GuestMemory } from '../../memory/guest-memory.js';
+import { Errno, ErrnoError } from '../../util/errno.js';
+import type { ItsChangeListener, ItsTableState } from '../table-state.js';
+import { decodeBaser, type TableGeometry } from './baser.js';
+import { CTE_TARGET_NOT_MAPPED, CollectionTableEntry } from './cte.js';
+import { DeviceTableEntry } from './dte.js';
+import { TableError, hex } from './errors.js';
+import { InterruptTranslationEntry } from './ite.js';
+import { L2_ENTRIES, Level1Entry } from './level1.js';
+import { LOCATE_NOT_IN_MEMORY, LOCATE_OUT_OF_TABLE, locateSlot } from './locate.js';
+import { GrowableU32, nextSetBit, prevSetBit, testBit } from './bitmap.js';
+import { TABLE_COLLECTIONS, TABLE_DEVICES, ittTableName, type RestoredTables } from './restore.js';
+
+/** O(1) lookups the incremental save needs (implemented by src/its Its). */
+export interface ItsSaveLookups {
+  /** ITT address of a mapped device, or -1. */
+  deviceIttAddr(devid: number): number;
+  /** EventID bits of a mapped device, or 0. */
+  deviceEventIdBits(devid: number): number;
+  /** LPI INTID of the ITE (devid, eventid), or 0 when there is none. */
+  translate(devid: number, eventid: number): number;
+  /** ICID of the ITE (devid, eventid) (>= 0x10000 when its collection was freed), or -1. */
+  eventCollection(devid: number, eventid: number): number;
+}
+
+type SaveableState = ItsTableState & Partial<ItsSaveLookups>;
+
+function hasLookups(s: SaveableState): s is ItsTableState & ItsSaveLookups {
+  return typeof s.deviceIttAddr === 'function' && typeof s.deviceEventIdBits === 'function' &&
+    typeof s.translate === 'function' && typeof s.eventCollection === 'function';
+}
+
+export interface SaveOptions {
+  /** Force a full save even when an incremental one is possible. */
+  full?: boolean;
+}
+
+export interface SaveResult {
+  /** True for a full save, false for an incremental one. */
+  full: boolean;
+  devicesWritten: number;
+  /** Devices the device table can no longer hold (not written). */
+  devicesSkipped: number;
+  eventsWritten: number;
+  /** ITEs with no collection, written as zero. */
+  orphansZeroed: number;
+  collectionsWritten: number;
+  /** Collections the collection table can no longer hold (not written; their ITEs are orphans). */
+  collectionsSkipped: number;
+  /** Stale slots zeroed (removed devices/events of the image). */
+  staleZeroed: number;
+  /** 8-byte entries written in all (live, zero, terminator). */
+  entriesWritten: number;
+}
+
+/** Slots one device occupied in the last save: its DTE slot, ITT and live EventIDs. */
+class DeviceImage {
+  constructor(
+    public dteAddr: number,
+    public itt: number,
+    public bits: number,
+    /** Bit per EventID written live (sized to the highest one). */
+    public events: Uint32Array,
+  ) {}
+}
+
+const ICID_SPACE = 0x10000;
+const ID_SPACE = 0x10000;
+const MAX_L1 = ID_SPACE / L2_ENTRIES;
+/** Beyond this many logged event changes, the next save is a full one. */
+const MAX_LOGGED_EVENTS = 1 << 20;
+const EMPTY_BITS: Uint32Array = new Uint32Array(0);
+/** An ITT is written as one block when it has at least this many entries to write, densely. */
+const BULK_MIN_ENTRIES = 8;
+
+/** Block buffer for ITT writes (512 KiB: the largest ITT), shared by all savers. */
+let ittScratchBytes: Uint8Array | null = null;
+let ittScratchView: DataView | null = null;
+function ittScratch(): Uint8Array {
+  if (ittScratchBytes === null) {
+    ittScratchBytes = new Uint8Array(ID_SPACE * 8);
+    ittScratchView = new DataView(ittScratchBytes.buffer);
+  }
+  return ittScratchBytes;
+}
+
+export class ItsTableSaver implements ItsChangeListener {
+  // ---- Image of the last successful save (or restore) ----
+  private image = new Map<number, DeviceImage>();
+  private imageValid = false;
+  private readonly imageDevBits = new Uint32Array(ID_SPACE / 32);
+  private imageMemory: GuestMemory | null = null;
+  private imageBaserDevice = 0n;
+  private imageBaserCollection = 0n;
+  /** Level-2 page used for each level-1 index by the last save (-1: none / flat). */
+  private readonly imageL1 = new Float64Array(MAX_L1).fill(-1);
+  /** Collections written by the last save. */
+  private imageColl = new Uint8Array(ICID_SPACE);
+  private imageOrphans = 0;
+
+  // ---- Change log since then ----
+  private needFull = true;
+  private readonly dirtyDev = new GrowableU32(64);
+  private readonly dirtyDevMark = new Uint8Array(ID_SPACE);
+  /** devid * 65536 + eventid. */
+  private readonly dirtyEv = new GrowableU32(1024);
+  private collectionsDirty = true;
+  private muted = 0;
+
+  // ---- Scratch of one save ----
+  private collNow = new Uint8Array(ICID_SPACE);
+  private readonly collIcid = new GrowableU32(64);
+  private readonly collTarget = new GrowableU32(64);
+  private readonly evBits = new Uint32Array(ID_SPACE / 32);
+  private readonly orphanBits = new Uint32Array(ID_SPACE / 32);
+  private readonly evMark = new Uint8Array(ID_SPACE);
+  /** Events of the device being saved, and the planned writes of its ITT. */
+  private readonly evE = new Uint32Array(ID_SPACE);
+  private readonly evI = new Uint32Array(ID_SPACE);
+  private readonly evC = new Uint32Array(ID_SPACE);
+  private evCount = 0;
+  private readonly listScratch = new Uint32Array(ID_SPACE);
+  private readonly flippedScratch = new Uint32Array(ID_SPACE);
+  private planLive = 0;
+  private planMaxWord = -1;
+  private planMin = 0;
+  private planMax = -1;
+  private readonly wSlot = new Uint32Array(2 * ID_SPACE);
+  private readonly wLo = new Uint32Array(2 * ID_SPACE);
+  private readonly wHi = new Uint32Array(2 * ID_SPACE);
+  private readonly planIds = new GrowableU32(64);
+  private readonly planItts: number[] = [];
+  private readonly planBits = new GrowableU32(64);
+  private result: SaveResult = emptyResult(true);
+  // Current ITT of writeItt (fields instead of a closure per device).
+  private mem: GuestMemory | null = null;
+  private curDev = 0;
+  /** Guest address of the ITT being written (a double: addresses exceed 2^31). */
+  private curItt = 0;
+  private readonly visitEvent = (eventid: number, intid: number, icid: number): void => this.onEvent(eventid, intid, icid);
+
+  // =====================================================================================
+  // ItsChangeListener
+  // =====================================================================================
+
+  deviceChanged(devid: number): void {
+    if (this.muted !== 0 || this.needFull) return;
+    if (devid >>> 0 !== devid || devid >= ID_SPACE) {
+      this.needFull = true;
+      return;
+    }
+    if (this.dirtyDevMark[devid] === 0) {
+      this.dirtyDevMark[devid] = 1;
+      this.dirtyDev.push(devid);
+    }
+  }
+
+  eventChanged(devid: number, eventid: number): void {
+    if (this.muted !== 0 || this.needFull) return;
+    if (devid >>> 0 !== devid || devid >= ID_SPACE || eventid >>> 0 !== eventid || eventid >= ID_SPACE) {
+      this.needFull = true;
+      return;
+    }
+    if (this.dirtyDevMark[devid] !== 0) return; // the whole ITT is rewritten anyway
+    if (this.dirtyEv.length >= MAX_LOGGED_EVENTS) {
+      this.needFull = true;
+      return;
+    }
+    this.dirtyEv.push(devid * ID_SPACE + eventid);
+  }
+
+  collectionsChanged(): void {
+    if (this.muted !== 0) return;
+    this.collectionsDirty = true;
+  }
+
+  allChanged(): void {
+    if (this.muted !== 0) return;
+    this.needFull = true;
+  }
+
+  /** While muted, changes are not logged (restore applies its own image afterwards). */
+  mute(): void {
+    this.muted++;
+  }
+  unmute(): void {
+    this.muted--;
+  }
+
+  /** True when the next save will be a full one (for tests and stats). */
+  get nextSaveIsFull(): boolean {
+    return this.needFull || !this.imageValid;
+  }
+
+  // =====================================================================================
+  // Save
+  // =====================================================================================
+
+  save(state: SaveableState, options: SaveOptions = {}): SaveResult {
+    const memory = state.memory;
+    if (
+      !this.imageValid || this.imageMemory !== memory || this.imageBaserDevice !== state.baserDevice ||
+      this.imageBaserCollection !== state.baserCollection
+    ) {
+      this.dropImage();
+    }
+    if (options.full !== true && this.imageValid && !this.needFull && hasLookups(state)) {
+      const r = this.saveIncremental(state);
+      if (r !== null) return r;
+    }
+    return this.saveFull(state);
+  }
+
+  /** Records a successful restore as the image (the next save is a full one). */
+  restored(state: ItsTableState, r: RestoredTables): void {
+    this.dropImage();
+    const devIds = r.devId.data;
+    for (let d = 0; d < r.devId.length; d++) {
+      const devid = devIds[d]!;
+      const end = r.eventsEnd(d);
+      const first = r.devFirstEvent.data[d]!;
+      const events = end > first ? new Uint32Array((r.evId[end - 1]! >>> 5) + 1) : EMPTY_BITS;
+      for (let k = first; k < end; k++) {
+        const e = r.evId[k]!;
+        events[e >>> 5]! |= 1 << (e & 31);
+      }
+      this.image.set(devid, new DeviceImage(r.devDteAddr.data[d]!, r.devItt.data[d]!, r.devBits.data[d]!, events));
+      this.imageDevBits[devid >>> 5]! |= 1 << (devid & 31);
+    }
+    this.imageValid = true;
+    this.imageMemory = state.memory;
+    this.imageBaserDevice = state.baserDevice;
+    this.imageBaserCollection = state.baserCollection;
+    this.needFull = true;
+    this.clearLog();
+  }
+
+  private dropImage(): void {
+    this.image.clear();
+    this.imageDevBits.fill(0);
+    this.imageL1.fill(-1);
+    this.imageColl.fill(0);
+    this.imageOrphans = 0;
+    this.imageValid = false;
+    this.imageMemory = null;
+  }
+
+  private clearLog(): void {
+    for (let i = 0; i < this.dirtyDev.length; i++) this.dirtyDevMark[this.dirtyDev.data[i]!] = 0;
+    this.dirtyDev.clear();
+    this.dirtyEv.clear();
+    this.collectionsDirty = false;
+  }
+
+  // ---- Collections ----
+
+  /** Which collections this save writes (into collNow / collIcid / collTarget). */
+  private planCollections(state: ItsTableState, memory: GuestMemory, table: TableGeometry): void {
+    const collNow = this.collNow;
+    collNow.fill(0);
+    this.collIcid.clear();
+    this.collTarget.clear();
+    if (!table.valid) return;
+    state.forEachCollection((icid, target) => {
+      if (icid >>> 0 !== icid || icid >= ICID_SPACE) return;
+      if (locateSlot(memory, table, icid) < 0) {
+        this.result.collectionsSkipped++;
+        return;
+      }
+      collNow[icid] = 1;
+      this.collIcid.push(icid);
+      this.collTarget.push(target >= 0 ? target : CTE_TARGET_NOT_MAPPED);
+    });
+  }
+
+  private writeCollections(memory: GuestMemory, table: TableGeometry): void {
+    if (!table.valid) return;
+    const n = this.collIcid.length;
+    let i = 0;
+    try {
+      for (; i < n; i++) {
+        const target = this.collTarget.data[i]!;
+        memory.writeU64(table.base + i * 8, CollectionTableEntry.lo(target, this.collIcid.data[i]!), CollectionTableEntry.hi(target));
+      }
+      if (n < table.slots) memory.writeU64(table.base + n * 8, 0, 0);
+    } catch (e) {
+      throw asTableError(e, TABLE_COLLECTIONS, i, table.base + i * 8);
+    }
+    this.result.collectionsWritten = n;
+    this.result.entriesWritten += n < table.slots ? n + 1 : n;
+  }
+
+  // ---- One ITT ----
+
+  /**
+   * Writes every ITE of device devid (live ones with their next, orphans as zero), zeroes the
+   * imaged slots that are no longer live (same ITT only), and returns the new event bitmap.
+   * The entries are planned in scratch arrays first, then written either one by one or, when
+   * they are dense, as one block (the slots in between read back first, so their bytes do not
+   * change: the result is the same bytes as KVM's per-entry writes).
+   */
+  private writeItt(state: SaveableState, devid: number, itt: number, bits: number, old: DeviceImage | undefined): Uint32Array {
+    this.curDev = devid;
+    this.curItt = itt;
+    const n = this.collectEvents(state, devid);
+    // Imaged slots of this same ITT: those no longer live are zeroed.
+    const imaged = old !== undefined && old.itt === itt ? old.events : null;
+    const limit = 1 << bits;
+    if (n >= BULK_MIN_ENTRIES && n * 4 >= this.evE[n - 1]! - this.evE[0]! + 1 && this.mem!.contains(itt + this.evE[0]! * 8, (this.evE[n - 1]! - this.evE[0]! + 1) * 8)) {
+      this.writeDenseItt(n, imaged, limit);
+      return this.takeEventBits(old);
+    }
+    let w = this.planEvents(n);
+    const live = this.planLive;
+    const orphans = w - live;
+    const stale = imaged !== null ? this.planStale(imaged, limit, w) : 0;
+    w += stale;
+    if (orphans > 0) this.clearOrphanBits(n);
+    this.emitItt(w, this.planMin, this.planMax);
+    const r = this.result;
+    r.eventsWritten += live;
+    r.orphansZeroed += orphans;
+    r.staleZeroed += stale;
+    r.entriesWritten += w;
+    return this.takeEventBits(old);
+  }
+
+  /**
+   * Plans the ITE of each of the n collected events (the per-event path): a live ITE with the
+   * delta to the next live one, or zero for an orphan. Returns the number of planned writes;
+   * sets planLive, planMin, planMax and the event bitmap.
+   */
+  private planEvents(n: number): number {
+    const evE = this.evE;
+    const evI = this.evI;
+    const evC = this.evC;
+    const wSlot = this.wSlot;
+    const wLo = this.wLo;
+    const wHi = this.wHi;
+    const collNow = this.collNow;
+    const evBits = this.evBits;
+    const orphanBits = this.orphanBits;
+    let prevW = -1;
+    let prevE = 0;
+    let live = 0;
+    let maxWord = -1;
+    for (let k = 0; k < n; k++) {
+      const e = evE[k]!;
+      const icid = evC[k]!;
+      wSlot[k] = e;
+      if (icid >= ICID_SPACE || collNow[icid] === 0) {
+        // Orphaned ITE: its collection is gone (or not written): save it as invalid.
+        wLo[k] = 0;
+        wHi[k] = 0;
+        orphanBits[e >>> 5]! |= 1 << (e & 31);
+      } else {
+        const intid = evI[k]!;
+        if (prevW >= 0) wHi[prevW] = (wHi[prevW]! | ((e - prevE) << 16)) >>> 0;
+        wLo[k] = InterruptTranslationEntry.lo(intid, icid);
+        wHi[k] = InterruptTranslationEntry.hi(0, intid);
+        prevW = k;
+        prevE = e;
+        live++;
+        const word = e >>> 5;
+        evBits[word]! |= 1 << (e & 31);
+        if (word > maxWord) maxWord = word;
+      }
+    }
+    this.planLive = live;
+    this.planMaxWord = maxWord;
+    this.planMin = n > 0 ? evE[0]! : 0x10000;
+    this.planMax = n > 0 ? evE[n - 1]! : -1;
+    return n;
+  }
+
+  /**
+   * writeItt for a dense ITT: the ITEs are encoded straight into a block covering the first to
+   * the last event (the slots in between read back first when there are gaps, so they keep
+   * their bytes), written with one writeBytes. Stale zeroes inside the block go into it, the
+   * others are written one by one. Same bytes as KVM's per-entry writes.
+   */
+  private writeDenseItt(n: number, imaged: Uint32Array | null, limit: number): void {
+    const memory = this.mem!;
+    const evE = this.evE;
+    const evI = this.evI;
+    const evC = this.evC;
+    const collNow = this.collNow;
+    const evBits = this.evBits;
+    const orphanBits = this.orphanBits;
+    const base = evE[0]!;
+    const top = evE[n - 1]!;
+    const span = top - base + 1;
+    const start = this.curItt + base * 8;
+    const bytes = ittScratch();
+    const view = ittScratchView!;
+    let live = 0;
+    let maxWord = -1;
+    try {
+      if (n < span) memory.readBytes(start, bytes, 0, span * 8);
+      let prevOff = -1;
+      let prevHi = 0;
+      let prevE = 0;
+      for (let k = 0; k < n; k++) {
+        const e = evE[k]!;
+        const icid = evC[k]!;
+        const off = (e - base) * 8;
+        if (icid >= ICID_SPACE || collNow[icid] === 0) {
+          view.setUint32(off, 0, true);
+          view.setUint32(off + 4, 0, true);
+          orphanBits[e >>> 5]! |= 1 << (e & 31);
+          continue;
+        }
+        const intid = evI[k]!;
+        if (prevOff >= 0) view.setUint32(prevOff + 4, (prevHi | ((e - prevE) << 16)) >>> 0, true);
+        prevHi = InterruptTranslationEntry.hi(0, intid);
+        view.setUint32(off, InterruptTranslationEntry.lo(intid, icid), true);
+        view.setUint32(off + 4, prevHi, true);
+        prevOff = off;
+        prevE = e;
+        live++;
+        const word = e >>> 5;
+        evBits[word]! |= 1 << (e & 31);
+        if (word > maxWord) maxWord = word;
+      }
+    } catch (e) {
+      throw asTableError(e, ittTableName(this.curDev), base, start);
+    }
+    this.planMaxWord = maxWord;
+    // Stale slots: planned like the sparse path (wSlot), then split between block and outside.
+    this.planMin = base;
+    this.planMax = top;
+    const stale = imaged !== null ? this.planStale(imaged, limit, 0) : 0;
+    let outside = 0;
+    for (let j = 0; j < stale; j++) {
+      const e = this.wSlot[j]!;
+      if (e >= base && e <= top) {
+        view.setUint32((e - base) * 8, 0, true);
+        view.setUint32((e - base) * 8 + 4, 0, true);
+      } else {
+        this.wSlot[outside++] = e; // wLo/wHi are 0 for every stale slot
+      }
+    }
+    try {
+      memory.writeBytes(start, bytes, 0, span * 8);
+    } catch (e) {
+      throw asTableError(e, ittTableName(this.curDev), base, start);
+    }
+    if (outside > 0) this.emitItt(outside, 0, -1 /* per entry */);
+    if (live < n) this.clearOrphanBits(n);
+    const r = this.result;
+    r.eventsWritten += live;
+    r.orphansZeroed += n - live;
+    r.staleZeroed += stale;
+    r.entriesWritten += n + stale;
+  }
+
+  /** Plans zeroes for the imaged slots (below limit) that are no longer live nor orphans; returns how many. */
+  private planStale(imaged: Uint32Array, limit: number, w: number): number {
+    const evBits = this.evBits;
+    const orphanBits = this.orphanBits;
+    const wSlot = this.wSlot;
+    let count = 0;
+    for (let word = 0; word < imaged.length; word++) {
+      let removed = imaged[word]! & ~(evBits[word]! | orphanBits[word]!);
+      while (removed !== 0) {
+        const b = 31 - Math.clz32(removed & -removed);
+        removed &= removed - 1;
+        const e = (word << 5) | b;
+        if (e >= limit) continue;
+        wSlot[w + count] = e;
+        this.wLo[w + count] = 0;
+        this.wHi[w + count] = 0;
+        count++;
+        if (e < this.planMin) this.planMin = e;
+        if (e > this.planMax) this.planMax = e;
+      }
+    }
+    return count;
+  }
+
+  private clearOrphanBits(n: number): void {
+    const evE = this.evE;
+    const orphanBits = this.orphanBits;
+    for (let k = 0; k < n; k++) orphanBits[evE[k]! >>> 5] = 0;
+  }
+
+  /** The event bitmap of the device just planned (reusing its old array when the size fits); clears the scratch. */
+  private takeEventBits(old: DeviceImage | undefined): Uint32Array {
+    const used = this.planMaxWord + 1;
+    if (used <= 0) return EMPTY_BITS;
+    const events = old !== undefined && old.events.length === used ? old.events : new Uint32Array(used);
+    events.set(this.evBits.subarray(0, used));
+    this.evBits.fill(0, 0, used);
+    return events;
+  }
+
+  /** Copies the mapped events of devid (ascending EventID) into evE/evI/evC; returns the count. */
+  private collectEvents(state: SaveableState, devid: number): number {
+    this.evCount = 0;
+    state.forEachEvent(devid, this.visitEvent);
+    return this.evCount;
+  }
+
+  private onEvent(eventid: number, intid: number, icid: number): void {
+    const k = this.evCount++;
+    this.evE[k] = eventid;
+    this.evI[k] = intid;
+    this.evC[k] = icid;
+  }
+
+  /** Writes the w planned entries of the current ITT (slots within [minSlot, maxSlot]). */
+  private emitItt(w: number, minSlot: number, maxSlot: number): void {
+    if (w === 0) return;
+    const memory = this.mem!;
+    const itt = this.curItt;
+    const span = maxSlot - minSlot + 1;
+    const start = itt + minSlot * 8;
+    if (span > 0 && w >= BULK_MIN_ENTRIES && w * 4 >= span && memory.contains(start, span * 8)) {
+      const bytes = ittScratch();
+      const view = ittScratchView!;
+      try {
+        // Slots the save does not write keep their bytes (w counts distinct slots).
+        if (w < span) memory.readBytes(start, bytes, 0, span * 8);
+        for (let j = 0; j < w; j++) {
+          const off = (this.wSlot[j]! - minSlot) * 8;
+          view.setUint32(off, this.wLo[j]!, true);
+          view.setUint32(off + 4, this.wHi[j]!, true);
+        }
+        memory.writeBytes(start, bytes, 0, span * 8);
+      } catch (e) {
+        throw asTableError(e, ittTableName(this.curDev), minSlot, start);
+      }
+      return;
+    }
+    for (let j = 0; j < w; j++) {
+      const addr = itt + this.wSlot[j]! * 8;
+      try {
+        memory.writeU64(addr, this.wLo[j]!, this.wHi[j]!);
+      } catch (e) {
+        throw asTableError(e, ittTableName(this.curDev), this.wSlot[j]!, addr);
+      }
+    }
+  }
+
+  /** One ITE of the current ITT (incremental saves). */
+  private writeIte(eventid: number, next: number, intid: number, icid: number): void {
+    const addr = this.curItt + eventid * 8;
+    try {
+      this.mem!.writeU64(addr, InterruptTranslationEntry.lo(intid, icid), InterruptTranslationEntry.hi(next, intid));
+    } catch (e) {
+      throw asTableError(e, ittTableName(this.curDev), eventid, addr);
+    }
+    this.result.eventsWritten++;
+    this.result.entriesWritten++;
+  }
+
+  private zeroIte(memory: GuestMemory, eventid: number): void {
+    const addr = this.curItt + eventid * 8;
+    try {
+      memory.writeU64(addr, 0, 0);
+    } catch (e) {
+      throw asTableError(e, ittTableName(this.curDev), eventid, addr);
+    }
+    this.result.entriesWritten++;
+  }
+
+  private writeDte(memory: GuestMemory, devid: number, img: DeviceImage): void {
+    const next = nextSetBit(this.imageDevBits, devid + 1);
+    const delta = next < 0 ? 0 : Math.min(next - devid, DeviceTableEntry.NEXT_MAX);
+    try {
+      memory.writeU64(img.dteAddr, DeviceTableEntry.lo(img.itt, img.bits), DeviceTableEntry.hi(delta, img.itt));
+    } catch (e) {
+      throw asTableError(e, TABLE_DEVICES, devid, img.dteAddr);
+    }
+    this.result.devicesWritten++;
+    this.result.entriesWritten++;
+  }
+
+  // ---- Full save ----
+
+  private saveFull(state: ItsTableState): SaveResult {
+    const memory = state.memory;
+    this.mem = memory;
+    this.result = emptyResult(true);
+    const deviceTable = decodeBaser(state.baserDevice);
+    const collectionTable = decodeBaser(state.baserCollection);
+    this.planCollections(state, memory, collectionTable);
+
+    const old = this.image;
+    const fresh = new Map<number, DeviceImage>();
+    const devBits = this.imageDevBits;
+    try {
+      if (deviceTable.valid) {
+        // Plan first: every DTE slot is located before anything is written.
+        const ids = this.planIds;
+        const itts = this.planItts;
+        const bitsOf = this.planBits;
+        ids.clear();
+        itts.length = 0;
+        bitsOf.clear();
+        state.forEachDevice((devid, itt, bits) => {
+          ids.push(devid);
+          itts.push(itt);
+          bitsOf.push(bits);
+        });
+        const slots = new Float64Array(ids.length);
+        for (let k = 0; k < ids.length; k++) {
+          const devid = ids.data[k]!;
+          const slot = locateSlot(memory, deviceTable, devid);
+          if (slot === LOCATE_NOT_IN_MEMORY) {
+            throw new TableError(Errno.EINVAL, TABLE_DEVICES, devid, 'DeviceID',
+              `the DTE slot of device ${hex(devid)} (or its level-1 entry) is outside guest memory`);
+          }
+          slots[k] = slot;
+          if (slot === LOCATE_OUT_OF_TABLE) this.result.devicesSkipped++;
+        }
+
+        // The written devices; then zero the DTE slots of imaged devices not written now.
+        devBits.fill(0);
+        for (let k = 0; k < ids.length; k++) {
+          const d = ids.data[k]!;
+          if (slots[k]! >= 0) devBits[d >>> 5]! |= 1 << (d & 31);
+        }
+        for (const [devid, img] of old) {
+          if (testBit(devBits, devid)) continue;
+          if (locateSlot(memory, deviceTable, devid) !== img.dteAddr) continue;
+          this.writeZero(memory, img.dteAddr, TABLE_DEVICES, devid);
+          this.result.staleZeroed++;
+        }
+
+        for (let k = 0; k < ids.length; k++) {
+          const slot = slots[k]!;
+          if (slot < 0) continue;
+          const devid = ids.data[k]!;
+          const itt = itts[k]!;
+          const bits = bitsOf.data[k]!;
+          const prevImg = old.get(devid);
+          const events = this.writeItt(state, devid, itt, bits, prevImg);
+          const img = prevImg ?? new DeviceImage(slot, itt, bits, events);
+          img.dteAddr = slot;
+          img.itt = itt;
+          img.bits = bits;
+          img.events = events;
+          fresh.set(devid, img);
+          this.writeDte(memory, devid, img);
+        }
+      } else {
+        devBits.fill(0);
+      }
+      this.writeCollections(memory, collectionTable);
+    } catch (e) {
+      // Partial output (as KVM). Keep what is known about earlier slots; the next save is full.
+      this.resetScratch();
+      this.rebuildDevBits();
+      this.needFull = true;
+      this.mem = null;
+      throw e;
+    }
+
+    // The new image.
+    this.image = fresh;
+    this.imageValid = true;
+    this.imageMemory = memory;
+    this.imageBaserDevice = state.baserDevice;
+    this.imageBaserCollection = state.baserCollection;
+    this.snapshotL1(memory, deviceTable);
+    const prevColl = this.imageColl;
+    this.imageColl = this.collNow;
+    this.collNow = prevColl;
+    this.imageOrphans = this.result.orphansZeroed;
+    this.needFull = false;
+    this.clearLog();
+    this.mem = null;
+    return this.result;
+  }
+
+  private resetScratch(): void {
+    this.evBits.fill(0);
+    this.orphanBits.fill(0);
+    this.evMark.fill(0);
+  }
+
+  /** Restores imageDevBits from the image map (after a failed save overwrote it). */
+  private rebuildDevBits(): void {
+    this.imageDevBits.fill(0);
+    for (const devid of this.image.keys()) this.imageDevBits[devid >>> 5]! |= 1 << (devid & 31);
+  }
+
+  private snapshotL1(memory: GuestMemory, table: TableGeometry): void {
+    this.imageL1.fill(-1);
+    if (!table.valid || !table.indirect) return;
+    const n = Math.min(table.slots, MAX_L1);
+    for (let i = 0; i < n; i++) this.imageL1[i] = readL1(memory, table, i);
+  }
+
+  // ---- Incremental save ----
+
+  /** Returns null (having written nothing) when a full save is needed instead. */
+  private saveIncremental(state: ItsTableState & ItsSaveLookups): SaveResult | null {
+    const memory = state.memory;
+    const deviceTable = decodeBaser(state.baserDevice);
+    const collectionTable = decodeBaser(state.baserCollection);
+
+    // Level-1 entries used by the last save must be unchanged.
+    if (deviceTable.valid && deviceTable.indirect) {
+      const n = Math.min(deviceTable.slots, MAX_L1);
+      for (let i = 0; i < n; i++) if (readL1(memory, deviceTable, i) !== this.imageL1[i]) return null;
+    }
+
+    this.result = emptyResult(false);
+    this.planCollections(state, memory, collectionTable);
+    let lost = false;
+    let gained = false;
+    const collNow = this.collNow;
+    const imageColl = this.imageColl;
+    for (let i = 0; i < ICID_SPACE; i++) {
+      if (imageColl[i] !== collNow[i]) {
+        if (collNow[i] === 0) lost = true;
+        else gained = true;
+      }
+    }
+    if (lost || (gained && this.imageOrphans > 0)) return null;
+    const rewriteCollections = this.collectionsDirty || gained;
+
+    // Plan the devices: fail (as a full save would) before writing anything.
+    const dirtyDev = this.dirtyDev.data.subarray(0, this.dirtyDev.length).sort();
+    const liveSlot = new Float64Array(dirtyDev.length);
+    for (let k = 0; k < dirtyDev.length; k++) {
+      const devid = dirtyDev[k]!;
+      const itt = state.deviceIttAddr(devid);
+      let slot = -1;
+      if (itt >= 0 && deviceTable.valid) {
+        slot = locateSlot(memory, deviceTable, devid);
+        if (slot === LOCATE_NOT_IN_MEMORY) {
+          throw new TableError(Errno.EINVAL, TABLE_DEVICES, devid, 'DeviceID',
+            `the DTE slot of device ${hex(devid)} (or its level-1 entry) is outside guest memory`);
+        }
+        if (slot === LOCATE_OUT_OF_TABLE) this.result.devicesSkipped++;
+      }
+      liveSlot[k] = slot;
+    }
+
+    this.mem = memory;
+    try {
+      // Devices: update the image, rewriting the whole ITT of every changed device.
+      const devBits = this.imageDevBits;
+      const changed: number[] = [];
+      for (let k = 0; k < dirtyDev.length; k++) {
+        const devid = dirtyDev[k]!;
+        const old = this.image.get(devid);
+        const slot = liveSlot[k]!;
+        if (old !== undefined && slot < 0) {
+          if (locateSlot(memory, deviceTable, devid) === old.dteAddr) {
+            this.writeZero(memory, old.dteAddr, TABLE_DEVICES, devid);
+            this.result.staleZeroed++;
+          }
+          this.image.delete(devid);
+          devBits[devid >>> 5]! &= ~(1 << (devid & 31));
+          changed.push(devid);
+        }
+        if (slot >= 0) {
+          const itt = state.deviceIttAddr(devid);
+          const bits = state.deviceEventIdBits(devid);
+          const events = this.writeItt(state, devid, itt, bits, old);
+          const img = old ?? new DeviceImage(slot, itt, bits, events);
+          img.dteAddr = slot;
+          img.itt = itt;
+          img.bits = bits;
+          img.events = events;
+          this.image.set(devid, img);
+          if (old === undefined) {
+            devBits[devid >>> 5]! |= 1 << (devid & 31);
+            changed.push(devid);
+          }
+        }
+      }
+      for (let k = 0; k < dirtyDev.length; k++) {
+        const img = this.image.get(dirtyDev[k]!);
+        if (img !== undefined) this.writeDte(memory, dirtyDev[k]!, img);
+      }
+      for (const c of changed) {
+        const p = prevSetBit(devBits, c - 1);
+        if (p >= 0 && this.dirtyDevMark[p] === 0) this.writeDte(memory, p, this.image.get(p)!);
+      }
+
+      // Events of unchanged devices.
+      const dirtyEv = this.dirtyEv.data.subarray(0, this.dirtyEv.length).sort();
+      let i = 0;
+      while (i < dirtyEv.length) {
+        const devid = dirtyEv[i]! >>> 16;
+        let j = i;
+        while (j < dirtyEv.length && dirtyEv[j]! >>> 16 === devid) j++;
+        const img = this.dirtyDevMark[devid] === 0 ? this.image.get(devid) : undefined;
+        if (img !== undefined) this.saveDeviceEvents(state, memory, devid, img, dirtyEv, i, j);
+        i = j;
+      }
+
+      if (rewriteCollections) this.writeCollections(memory, collectionTable);
+      else this.result.collectionsWritten = 0;
+    } catch (e) {
+      this.resetScratch();
+      this.needFull = true;
+      this.mem = null;
+      throw e;
+    }
+    const prevColl = this.imageColl;
+    this.imageColl = this.collNow;
+    this.collNow = prevColl;
+    this.imageOrphans += this.result.orphansZeroed;
+    this.clearLog();
+    this.mem = null;
+    return this.result;
+  }
+
+  /** Incremental save of the changed events [from, to) of dirtyEv, all of device devid. */
+  private saveDeviceEvents(
+    state: ItsTableState & ItsSaveLookups,
+    memory: GuestMemory,
+    devid: number,
+    img: DeviceImage,
+    dirtyEv: Uint32Array,
+    from: number,
+    to: number,
+  ): void {
+    this.curDev = devid;
+    this.curItt = img.itt;
+    const mark = this.evMark;
+    // Update the bitmap first: the nexts depend on the final set of live events.
+    let events = img.events;
+    const list = this.listScratch;
+    const flipped = this.flippedScratch;
+    let nList = 0;
+    let nFlipped = 0;
+    for (let k = from; k < to; k++) {
+      const e = dirtyEv[k]! & 0xffff;
+      if (mark[e] !== 0) continue;
+      mark[e] = 1;
+      list[nList++] = e;
+      const intid = state.translate(devid, e);
+      const icid = intid !== 0 ? state.eventCollection(devid, e) : -1;
+      const live = intid !== 0 && icid >= 0 && icid < ICID_SPACE && this.collNow[icid] !== 0;
+      const was = testBit(events, e);
+      if (live !== was) {
+        if (live) {
+          if ((e >>> 5) >= events.length) events = growBits(events, e);
+          events[e >>> 5]! |= 1 << (e & 31);
+        } else {
+          events[e >>> 5]! &= ~(1 << (e & 31));
+        }
+        flipped[nFlipped++] = e;
+      }
+      if (!live && (intid !== 0 || was)) {
+        // Removed since the last save, or orphaned: a full save writes a zero here.
+        this.zeroIte(memory, e);
+        if (intid !== 0) this.result.orphansZeroed++;
+        else this.result.staleZeroed++;
+      }
+    }
+    img.events = events;
+    for (let i = 0; i < nList; i++) if (testBit(events, list[i]!)) this.rewriteIte(state, devid, events, list[i]!);
+    for (let i = 0; i < nFlipped; i++) {
+      const p = prevSetBit(events, flipped[i]! - 1);
+      if (p >= 0 && mark[p] === 0) this.rewriteIte(state, devid, events, p);
+    }
+    for (let i = 0; i < nList; i++) mark[list[i]!] = 0;
+  }
+
+  private rewriteIte(state: ItsTableState & ItsSaveLookups, devid: number, events: Uint32Array, e: number): void {
+    const next = nextSetBit(events, e + 1);
+    this.writeIte(e, next < 0 ? 0 : next - e, state.translate(devid, e), state.eventCollection(devid, e));
+  }
+
+  private writeZero(memory: GuestMemory, addr: number, table: string, index: number): void {
+    try {
+      memory.writeU64(addr, 0, 0);
+    } catch (e) {
+      throw asTableError(e, table, index, addr);
+    }
+    this.result.entriesWritten++;
+  }
+}
+
+function emptyResult(full: boolean): SaveResult {
+  return {
+    full, devicesWritten: 0, devicesSkipped: 0, eventsWritten: 0, orphansZeroed: 0, collectionsWritten: 0,
+    collectionsSkipped: 0, staleZeroed: 0, entriesWritten: 0,
+  };
+}
+
+function growBits(bits: Uint32Array, e: number): Uint32Array {
+  const next = new Uint32Array((e >>> 5) + 1);
+  next.set(bits);
+  return next;
+}
+
+/** Level-2 page of level-1 entry i, or -1 (invalid or unreadable). */
+function readL1(memory: GuestMemory, table: TableGeometry, i: number): number {
+  const gpa = table.base + i * 8;
+  if (!memory.contains(gpa, 8)) return -1;
+  const lo = memory.readU64Lo(gpa);
+  const hi = memory.readU64Hi(gpa);
+  return Level1Entry.valid(hi) ? Level1Entry.l2Addr(lo, hi) : -1;
+}
+
+/** A guest-memory write error in context (EFAULT as KVM; EBUSY when memory is frozen). */
+function asTableError(e: unknown, table: string, index: number, gpa: number): Error {
+  if (e instanceof TableError) return e;
+  if (e instanceof ErrnoError) {
+    return new TableError(e.errno, table, index, 'entry', `write at GPA ${hex(gpa)} failed: ${e.message}`);
+  }
+  return e instanceof Error ? e : new Error(String(e));
+}
