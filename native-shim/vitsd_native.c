@@ -442,6 +442,20 @@ static napi_value js_is_open(napi_env env, napi_callback_info info) {
   return r;
 }
 
+/* O_NONBLOCK on or off (notify fds handed over by the VMM: a full pipe must not block the daemon). */
+static napi_value js_set_non_blocking(napi_env env, napi_callback_info info) {
+  GET_ARGS(2);
+  int32_t fd;
+  bool on;
+  if (!arg_int32(env, argc, argv, 0, "fd", &fd)) return NULL;
+  if (argc < 2 || napi_get_value_bool(env, argv[1], &on) != napi_ok) return throw_type(env, "argument 'on' must be a boolean");
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0) return throw_errno(env, errno, "fcntl", "(F_GETFL)");
+  int wanted = on ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
+  if (wanted != flags && fcntl(fd, F_SETFL, wanted) != 0) return throw_errno(env, errno, "fcntl", "(F_SETFL)");
+  return make_undefined(env);
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* UNIX sockets                                                                              */
 
@@ -906,6 +920,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       FN("readU64", js_read_u64),
       FN("close", js_close),
       FN("isOpen", js_is_open),
+      FN("setNonBlocking", js_set_non_blocking),
       FN("listenUnix", js_listen_unix),
       FN("accept", js_accept),
       FN("connectUnix", js_connect_unix),

@@ -55,7 +55,7 @@ interface Timing {
 }
 
 /** Reasons an MSI was refused before reaching an ITS (GET_STATS). */
-const MSI_REFUSALS = ['no_its', 'no_valid_devid', 'not_its_doorbell', 'vm_suspended', 'its_busy'] as const;
+const MSI_REFUSALS = ['no_its', 'no_valid_devid', 'not_its_doorbell', 'vm_suspended', 'its_not_initialised'] as const;
 const REFUSE_NO_ITS = 0;
 const REFUSE_NO_DEVID = 1;
 const REFUSE_NOT_DOORBELL = 2;
@@ -314,12 +314,14 @@ export class VirtualGic implements VmDevices, VgicHost, ItsHost {
         break;
       }
     }
-    if (node === null || node.its === null) return this.refuse(REFUSE_NOT_DOORBELL, Errno.EINVAL);
+    if (node === null) return this.refuse(REFUSE_NOT_DOORBELL, Errno.EINVAL);
     if (this.suspendedFlag) return this.refuse(REFUSE_SUSPENDED, Errno.EBUSY);
+    // Before the vgic-v3 INIT the ITS cannot have been enabled: -EBUSY, as a disabled ITS.
+    if (node.its === null) return this.refuse(REFUSE_BUSY, Errno.EBUSY);
     const r = node.its.signalMsi(devid >>> 0, data >>> 0);
+    // Negative results (-EBUSY) are counted by the ITS under their reason.
     if (r === 1) this.msiDelivered++;
     else if (r === 0) this.msiDropped++;
-    else this.msiRefused[REFUSE_BUSY]!++;
     return r;
   }
 

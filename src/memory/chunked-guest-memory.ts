@@ -6,9 +6,13 @@
  *
  * Hot paths (readU32, readU64Lo/Hi/Into, writeU32, writeU64 and the u8/u16 forms) check the
  * chunk of the previous access with plain number comparisons against fields and then touch
- * the DataView directly: no allocation, no BigInt, no lookup. Everything else (another chunk,
- * an access straddling two chunks, a fault, a frozen write) goes through a slow path that
- * looks the address up among at most 8 regions and reloads the cache.
+ * the chunk directly: no allocation, no BigInt, no lookup. Naturally aligned u32/u64 accesses
+ * (all the ITS's tables are) go through a Uint32Array view of the chunk on a little-endian
+ * host, which is cheaper than a DataView and cannot cross a page, so the dirty-bit check needs
+ * no page-crossing test; unaligned ones (and every access on a big-endian host) go through the
+ * chunk's DataView one call further. Everything else (another chunk, an access straddling two
+ * chunks, a fault, a frozen write) goes through a slow path that looks the address up among at
+ * most 8 regions and reloads the cache.
  *
  * Dirty log: after every write, the bit of each 4 KiB page touched is set with Atomics.or,
  * skipped when the bit already reads set. A set bit means the VMM has not collected the page
@@ -18,7 +22,8 @@
  * only at its next write. The final pass after SUSPEND is not affected: the reply, sent after
  * the last write, goes through a system call with locked instructions, which drains stores.)
  * Each chunk keeps a view of the log bytes that cover it and the bit index of its first page,
- * so the hot path computes the bit with 32-bit integer arithmetic.
+ * so the hot path computes the bit with 32-bit integer arithmetic. Without a log the hot
+ * paths test a shared all-ones array instead (never written), so they need no null check.
  */
 import { Errno, ErrnoError } from '../util/errno.js';
 import { GuestMemoryFault, GuestMemoryFrozen } from './errors.js';
@@ -54,17 +59,31 @@ interface Chunk {
   readonly length: number;
   readonly view: DataView;
   readonly bytes: Uint8Array;
+  /** The same bytes as 32-bit words (host byte order: used on little-endian hosts only). */
+  readonly words: Uint32Array;
   /** Dirty-log bytes covering this chunk (null without a log) and the bit of its first page. */
   log: Uint8Array | null;
-  logView: DataView | null;
   logShift: number;
 }
 
+/** Typed arrays use the host's byte order; guest memory is little-endian. */
+const HOST_IS_LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
 const EMPTY_VIEW = new DataView(new ArrayBuffer(0));
+const EMPTY_WORDS = new Uint32Array(0);
+/**
+ * What the hot paths test for dirty bits when no log is attached: every bit set, so they never
+ * try to mark (and never write it). Covers the bit indices of the largest chunk.
+ */
+const NO_LOG = new Uint8Array(MAX_CHUNK_SIZE / GUEST_PAGE_SIZE / 8 + 1).fill(0xff);
 /** Scratch for accesses that straddle two chunks (single-threaded, used synchronously). */
 const scratchBytes = new Uint8Array(8);
 const scratchView = new DataView(scratchBytes.buffer);
 const scratchWords = new Uint32Array(2);
+
+/** `(off & mask) === 0`: off (an int32) is 4- (8-) aligned and not negative, in one test. */
+const ALIGN4_NONNEG = 0x80000003 | 0;
+const ALIGN8_NONNEG = 0x80000007 | 0;
 
 const WRITE = true;
 const READ = false;
@@ -109,10 +128,20 @@ export abstract class ChunkedGuestMemory implements GuestMemory {
   private cWLim1 = -1;
   private cWLim4 = -1;
   private cWLim8 = -1;
+  /**
+   * One limit for every aligned (Uint32Array) read, u32 or u64, and one for writes: cLim8
+   * (a u32 in the last 4 bytes of a chunk takes the DataView path), so that a loop mixing
+   * them loads two fields instead of four. -1 on a big-endian host: every access then takes
+   * the DataView path.
+   */
+  private cALim = -1;
+  private cAWLim = -1;
   private cView: DataView = EMPTY_VIEW;
+  private cWords: Uint32Array = EMPTY_WORDS;
+  /** The chunk's dirty-log bytes, or null without a log (slow paths). */
   private cLog: Uint8Array | null = null;
-  /** The same bytes as a DataView: the hot check reads one byte with fewer loads. */
-  private cLogView: DataView | null = null;
+  /** The same, or NO_LOG without a log (hot paths: never null). */
+  private cHotLog: Uint8Array = NO_LOG;
   private cLogShift = 0;
   private written = 0;
 
@@ -148,7 +177,8 @@ export abstract class ChunkedGuestMemory implements GuestMemory {
           throw new Error(`internal: chunk ${k} of region at 0x${r.gpa.toString(16)} is ${view.byteLength} bytes, expected ${length}`);
         }
         const bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
-        this.chunks.push({ start, end: start + length, length, view, bytes, log: null, logView: null, logShift: 0 });
+        const words = new Uint32Array(view.buffer, view.byteOffset, view.byteLength >>> 2);
+        this.chunks.push({ start, end: start + length, length, view, bytes, words, log: null, logShift: 0 });
       });
     }
   }
@@ -176,9 +206,11 @@ export abstract class ChunkedGuestMemory implements GuestMemory {
     this.cLim1 = c.length - 1;
     this.cLim4 = c.length - 4;
     this.cLim8 = c.length - 8;
+    this.cALim = HOST_IS_LITTLE_ENDIAN ? this.cLim8 : -1;
     this.cView = c.view;
+    this.cWords = c.words;
     this.cLog = c.log;
-    this.cLogView = c.logView;
+    this.cHotLog = c.log ?? NO_LOG;
     this.cLogShift = c.logShift;
     this.loadWriteLimits();
   }
@@ -187,6 +219,7 @@ export abstract class ChunkedGuestMemory implements GuestMemory {
     this.cWLim1 = this.isFrozen ? -1 : this.cLim1;
     this.cWLim4 = this.isFrozen ? -1 : this.cLim4;
     this.cWLim8 = this.isFrozen ? -1 : this.cLim8;
+    this.cAWLim = this.isFrozen ? -1 : this.cALim;
   }
 
   private invalidate(): void {
@@ -197,9 +230,12 @@ export abstract class ChunkedGuestMemory implements GuestMemory {
     this.cWLim1 = -1;
     this.cWLim4 = -1;
     this.cWLim8 = -1;
+    this.cALim = -1;
+    this.cAWLim = -1;
     this.cView = EMPTY_VIEW;
+    this.cWords = EMPTY_WORDS;
     this.cLog = null;
-    this.cLogView = null;
+    this.cHotLog = NO_LOG;
     this.cLogShift = 0;
   }
 
@@ -281,7 +317,16 @@ export abstract class ChunkedGuestMemory implements GuestMemory {
     return this.readSlow(gpa, 2);
   }
 
+  // u32/u64: the aligned fast path here, the rest (unaligned: DataView; else slow) one call away.
+
   readU32(gpa: number): number {
+    const d = gpa - this.cStart;
+    const off = d | 0;
+    if (off === d && (off & ALIGN4_NONNEG) === 0 && off <= this.cALim) return this.cWords[off >>> 2]!;
+    return this.readU32Unaligned(gpa);
+  }
+
+  private readU32Unaligned(gpa: number): number {
     const d = gpa - this.cStart;
     const off = d | 0;
     if (off === d && off >= 0 && off <= this.cLim4) return this.cView.getUint32(off, true);
@@ -291,11 +336,25 @@ export abstract class ChunkedGuestMemory implements GuestMemory {
   readU64Lo(gpa: number): number {
     const d = gpa - this.cStart;
     const off = d | 0;
+    if (off === d && (off & ALIGN4_NONNEG) === 0 && off <= this.cALim) return this.cWords[off >>> 2]!;
+    return this.readU64LoUnaligned(gpa);
+  }
+
+  private readU64LoUnaligned(gpa: number): number {
+    const d = gpa - this.cStart;
+    const off = d | 0;
     if (off === d && off >= 0 && off <= this.cLim8) return this.cView.getUint32(off, true);
     return this.readSlow(gpa, 8);
   }
 
   readU64Hi(gpa: number): number {
+    const d = gpa - this.cStart;
+    const off = d | 0;
+    if (off === d && (off & ALIGN4_NONNEG) === 0 && off <= this.cALim) return this.cWords[(off >>> 2) + 1]!;
+    return this.readU64HiUnaligned(gpa);
+  }
+
+  private readU64HiUnaligned(gpa: number): number {
     const d = gpa - this.cStart;
     const off = d | 0;
     if (off === d && off >= 0 && off <= this.cLim8) return this.cView.getUint32(off + 4, true);
@@ -304,6 +363,19 @@ export abstract class ChunkedGuestMemory implements GuestMemory {
   }
 
   readU64Into(gpa: number, out: Uint32Array, index: number): void {
+    const d = gpa - this.cStart;
+    const off = d | 0;
+    if (off === d && (off & ALIGN4_NONNEG) === 0 && off <= this.cALim) {
+      const words = this.cWords;
+      const i = off >>> 2;
+      out[index] = words[i]!;
+      out[index + 1] = words[i + 1]!;
+      return;
+    }
+    this.readU64IntoUnaligned(gpa, out, index);
+  }
+
+  private readU64IntoUnaligned(gpa: number, out: Uint32Array, index: number): void {
     const d = gpa - this.cStart;
     const off = d | 0;
     if (off === d && off >= 0 && off <= this.cLim8) {
@@ -359,11 +431,11 @@ export abstract class ChunkedGuestMemory implements GuestMemory {
     const d = gpa - this.cStart;
     const off = d | 0;
     if (off === d && off >= 0 && off <= this.cWLim1) {
-      const logView = this.cLogView;
+      const log = this.cHotLog;
       const q = (off >>> 12) + this.cLogShift;
       this.written += 1;
       this.cView.setUint8(off, value);
-      if (logView !== null && (logView.getUint8(q >>> 3) & (1 << (q & 7))) === 0) this.markCachedPages(off, 1);
+      if ((log[q >>> 3]! & (1 << (q & 7))) === 0) this.markCachedPages(off, 1);
       return;
     }
     scratchBytes[0] = value;
@@ -374,31 +446,44 @@ export abstract class ChunkedGuestMemory implements GuestMemory {
     const d = gpa - this.cStart;
     const off = d | 0;
     if (off === d && off >= 0 && off < this.cWLim1) {
-      const logView = this.cLogView;
+      const log = this.cHotLog;
       const q = (off >>> 12) + this.cLogShift;
       this.written += 2;
       this.cView.setUint16(off, value, true);
-      if (logView !== null && ((logView.getUint8(q >>> 3) & (1 << (q & 7))) === 0 || (off & 4095) > 4094)) {
-        this.markCachedPages(off, 2);
-      }
+      if ((log[q >>> 3]! & (1 << (q & 7))) === 0 || (off & 4095) > 4094) this.markCachedPages(off, 2);
       return;
     }
     scratchView.setUint16(0, value, true);
     this.writeSlow(gpa, 2);
   }
 
+  // An aligned u32 (or 8-byte aligned u64) lies in one page: one dirty bit to test. Only the
+  // common case (the bit is already set) is inline.
+
   writeU32(gpa: number, value: number): void {
     const d = gpa - this.cStart;
     const off = d | 0;
+    if (off === d && (off & ALIGN4_NONNEG) === 0 && off <= this.cAWLim) {
+      const log = this.cHotLog;
+      const q = (off >>> 12) + this.cLogShift;
+      const words = this.cWords;
+      this.written += 4;
+      words[off >>> 2] = value;
+      if ((log[q >>> 3]! & (1 << (q & 7))) === 0) this.markCachedPages(off, 4);
+      return;
+    }
+    this.writeU32Unaligned(gpa, value);
+  }
+
+  private writeU32Unaligned(gpa: number, value: number): void {
+    const d = gpa - this.cStart;
+    const off = d | 0;
     if (off === d && off >= 0 && off <= this.cWLim4) {
-      const logView = this.cLogView;
+      const log = this.cHotLog;
       const q = (off >>> 12) + this.cLogShift;
       this.written += 4;
       this.cView.setUint32(off, value, true);
-      // Inline only the common case: the page's bit is already set and the write stays in it.
-      if (logView !== null && ((logView.getUint8(q >>> 3) & (1 << (q & 7))) === 0 || (off & 4095) > 4092)) {
-        this.markCachedPages(off, 4);
-      }
+      if ((log[q >>> 3]! & (1 << (q & 7))) === 0 || (off & 4095) > 4092) this.markCachedPages(off, 4);
       return;
     }
     scratchView.setUint32(0, value, true);
@@ -408,16 +493,31 @@ export abstract class ChunkedGuestMemory implements GuestMemory {
   writeU64(gpa: number, lo: number, hi: number): void {
     const d = gpa - this.cStart;
     const off = d | 0;
+    if (off === d && (off & ALIGN8_NONNEG) === 0 && off <= this.cAWLim) {
+      const log = this.cHotLog;
+      const q = (off >>> 12) + this.cLogShift;
+      const words = this.cWords;
+      const i = off >>> 2;
+      this.written += 8;
+      words[i] = lo;
+      words[i + 1] = hi;
+      if ((log[q >>> 3]! & (1 << (q & 7))) === 0) this.markCachedPages(off, 8);
+      return;
+    }
+    this.writeU64Unaligned(gpa, lo, hi);
+  }
+
+  private writeU64Unaligned(gpa: number, lo: number, hi: number): void {
+    const d = gpa - this.cStart;
+    const off = d | 0;
     if (off === d && off >= 0 && off <= this.cWLim8) {
-      const logView = this.cLogView;
+      const log = this.cHotLog;
       const q = (off >>> 12) + this.cLogShift;
       const view = this.cView;
       this.written += 8;
       view.setUint32(off, lo, true);
       view.setUint32(off + 4, hi, true);
-      if (logView !== null && ((logView.getUint8(q >>> 3) & (1 << (q & 7))) === 0 || (off & 4095) > 4088)) {
-        this.markCachedPages(off, 8);
-      }
+      if ((log[q >>> 3]! & (1 << (q & 7))) === 0 || (off & 4095) > 4088) this.markCachedPages(off, 8);
       return;
     }
     scratchView.setUint32(0, lo, true);
@@ -500,7 +600,6 @@ export abstract class ChunkedGuestMemory implements GuestMemory {
       this.log = null;
       for (const c of this.chunks) {
         c.log = null;
-        c.logView = null;
         c.logShift = 0;
       }
       this.invalidate();
@@ -522,7 +621,6 @@ export abstract class ChunkedGuestMemory implements GuestMemory {
       const lastPage = Math.ceil(c.end / GUEST_PAGE_SIZE) - 1;
       const firstByte = Math.floor(firstPage / 8);
       c.log = log.subarray(firstByte, Math.floor(lastPage / 8) + 1);
-      c.logView = new DataView(c.log.buffer, c.log.byteOffset, c.log.byteLength);
       c.logShift = firstPage - firstByte * 8;
     }
     this.invalidate();

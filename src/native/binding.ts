@@ -38,7 +38,18 @@ export interface NativeBinding {
   /** fcntl(fd, F_GETFD) >= 0: whether the descriptor is open. */
   isOpen(fd: number): boolean;
 
-  /** socket(AF_UNIX, SOCK_STREAM|SOCK_NONBLOCK|SOCK_CLOEXEC) + bind + listen; mode applied with fchmod before bind. */
+  /**
+   * fcntl(F_SETFL) O_NONBLOCK on or off (e.g. notify fds passed by the VMM, so that a full
+   * pipe cannot block the daemon). Throws like other setup functions ('EBADF', ...).
+   */
+  setNonBlocking(fd: number, on: boolean): void;
+
+  /**
+   * socket(AF_UNIX, SOCK_STREAM|SOCK_NONBLOCK|SOCK_CLOEXEC) + bind, then chmod(path, mode)
+   * before listen (on Linux fchmod of the socket fd does not reach the socket file; until
+   * listen() every connect() is refused, so no peer gets in under the umask's mode); on a
+   * chmod or listen failure the path is unlinked. Throws on failure.
+   */
   listenUnix(path: string, backlog: number, mode: number): number;
   /** accept4(fd, SOCK_NONBLOCK|SOCK_CLOEXEC): new fd, or -errno (-EAGAIN when none pending). */
   accept(fd: number): number;

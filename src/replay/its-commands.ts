@@ -7,24 +7,13 @@
  * [DW0.lo, DW0.hi, DW1.lo, DW1.hi, DW2.lo, DW2.hi, DW3.lo, DW3.hi] (no BigInt).
  * QEMU does not trace INVALL's ICID nor SYNC's RDbase; the caller supplies them when known.
  */
+import { ItsOpcode } from '../vmm/its-command.js';
 import type { TracedCommandFields } from './qemu-trace.js';
 
 export const ITS_COMMAND_BYTES = 32;
 
-export const ItsOpcode = {
-  MOVI: 0x01,
-  INT: 0x03,
-  CLEAR: 0x04,
-  SYNC: 0x05,
-  MAPD: 0x08,
-  MAPC: 0x09,
-  MAPTI: 0x0a,
-  MAPI: 0x0b,
-  INV: 0x0c,
-  INVALL: 0x0d,
-  MOVALL: 0x0e,
-  DISCARD: 0x0f,
-} as const;
+// One opcode table for the VMM side (the guest driver's encoders and this replay).
+export { ItsOpcode };
 
 const NAME_BY_OPCODE = new Map<number, string>(Object.entries(ItsOpcode).map(([k, v]) => [v, k]));
 

@@ -115,6 +115,27 @@ describe('CREATE_DEVICE', () => {
   });
 });
 
+describe('an ITS created before the vgic-v3 INIT', () => {
+  it('gets its instance at INIT, with GICR_PROPBASER reset and the ITS usable', () => {
+    const vm = new VirtualGic({ memory: ram() });
+    vm.setVcpus(2);
+    const vgic = vm.createDevice(KVM_DEV_TYPE_ARM_VGIC_V3, false);
+    const its = vm.createDevice(KVM_DEV_TYPE_ARM_VGIC_ITS, false);
+    vm.setDeviceAttr(its, ADDR, b(KVM_VGIC_ITS_ADDR_TYPE), b(ITS));
+    expect(vm.itsOf(its)).toBeNull();
+    expect(errnoOf(() => vm.setDeviceAttr(its, CTRL, b(KVM_DEV_ARM_ITS_SAVE_TABLES), 0n))).toBe(Errno.ENXIO);
+    expect(errnoOf(() => vm.mmioRead(ITS + 4, 4))).toBe(Errno.ENXIO);
+    expect(vm.signalMsi(ITS + 0x10040, 0, 0, 1, 0)).toBe(-Errno.EBUSY); // as a disabled ITS
+    vm.setDeviceAttr(vgic, ADDR, b(KVM_VGIC_V3_ADDR_TYPE_REDIST), b(REDIST));
+    vm.setDeviceAttr(vgic, CTRL, b(KVM_DEV_ARM_VGIC_CTRL_INIT), 0n);
+    expect(vm.itsOf(its)).not.toBeNull();
+    expect(vm.mmioRead(ITS + 4, 4)).toBe(0x4b00_043bn);
+    expect(vm.getDeviceAttr(vgic, RDREGS, rdAttr(0, 0x70))).toBe(0x580n);
+    // GICR_TYPER.PLPIS (bit 0) is set: the VM has an ITS.
+    expect(vm.getDeviceAttr(vgic, RDREGS, rdAttr(1, 0x8)) & 1n).toBe(1n);
+  });
+});
+
 describe('SET_VCPUS', () => {
   it('1..512, else -EINVAL; -EBUSY after the vgic-v3 INIT', () => {
     const vm = new VirtualGic();

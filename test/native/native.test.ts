@@ -210,6 +210,26 @@ describe('eventfd, close, isOpen', () => {
     expect(native.isOpen(-1)).toBe(false);
   });
 
+  it('setNonBlocking turns O_NONBLOCK on and off and keeps the other flags', () => {
+    // O_NONBLOCK is 04000 in fdinfo "flags" (octal); an eventfd made without EFD_NONBLOCK is blocking.
+    const fileFlags = (fd: number): number => parseInt(/flags:\s+([0-7]+)/.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))![1]!, 8);
+    const fd = track(native.eventfd(0, EFD_CLOEXEC));
+    expect(fileFlags(fd) & 0o4000).toBe(0);
+    native.setNonBlocking(fd, true);
+    expect(fileFlags(fd) & 0o4000).toBe(0o4000);
+    // Only now is a read on the empty counter safe: it must report EAGAIN, not block.
+    expect(native.readU64(fd)).toBe(-EAGAIN);
+    native.setNonBlocking(fd, true); // idempotent
+    expect(fileFlags(fd) & 0o4000).toBe(0o4000);
+    native.setNonBlocking(fd, false);
+    expect(fileFlags(fd) & 0o4000).toBe(0);
+    expect(isCloexec(fd)).toBe(true);
+    const closed = native.eventfd(0);
+    native.close(closed);
+    expect(thrown(() => native.setNonBlocking(closed, true)).code).toBe('EBADF');
+    expect(thrown(() => native.setNonBlocking(fd, 1 as unknown as boolean))).toBeInstanceOf(TypeError);
+  });
+
   it('memfd_create honours MFD_CLOEXEC and gives a sizable file', () => {
     const fd = track(native.memfdCreate('x', MFD_CLOEXEC));
     expect(isCloexec(fd)).toBe(true);

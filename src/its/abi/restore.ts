@@ -244,6 +244,7 @@ class Stager {
    */
   private scanItt(itt: number, len: number): void {
     const reader = this.ittReader;
+    const view = reader.view;
     const out = this.out;
     const evId = out.evId;
     const evIntid = out.evIntid;
@@ -258,11 +259,10 @@ class Stager {
     let remaining = len;
     try {
       for (;;) {
-        if (!reader.load(gpa, remaining)) {
-          throw new TableError(Errno.EFAULT, this.ittName, event, 'entry', `GPA ${hex(gpa)} is outside guest memory`);
-        }
-        const lo = reader.lo;
-        const hi = reader.hi;
+        const off = reader.at(gpa, remaining);
+        if (off < 0) throw new TableError(Errno.EFAULT, this.ittName, event, 'entry', `GPA ${hex(gpa)} is outside guest memory`);
+        const lo = view.getUint32(off, true);
+        const hi = view.getUint32(off + 4, true);
         const intid = InterruptTranslationEntry.intid(lo, hi);
         let step = 1; // pINTID 0: an invalid entry, look at the next slot
         if (intid !== 0) {

@@ -95,6 +95,8 @@ export interface SaveResult {
   staleZeroed: number;
   /** 8-byte entries written in all (live, zero, terminator). */
   entriesWritten: number;
+  /** ITTs written as one block (dense) rather than entry by entry. */
+  ittBlocks: number;
 }
 
 /** Slots one device occupied in the last save: its DTE slot, ITT and live EventIDs. */
@@ -117,15 +119,48 @@ const EMPTY_BITS: Uint32Array = new Uint32Array(0);
 /** An ITT is written as one block when it has at least this many entries to write, densely. */
 const BULK_MIN_ENTRIES = 8;
 
-/** Block buffer for ITT writes (512 KiB: the largest ITT), shared by all savers. */
+/** Scratch arrays of one save, allocated once and shared by all savers. */
+interface SaveScratch {
+  readonly evBits: Uint32Array;
+  readonly zeroBits: Uint32Array;
+  readonly evMark: Uint8Array;
+  readonly list: Uint32Array;
+  readonly flipped: Uint32Array;
+}
+let saveScratch: SaveScratch | null = null;
+function sharedScratch(): SaveScratch {
+  saveScratch ??= {
+    evBits: new Uint32Array(ID_SPACE / 32),
+    zeroBits: new Uint32Array(ID_SPACE / 32),
+    evMark: new Uint8Array(ID_SPACE),
+    list: new Uint32Array(ID_SPACE),
+    flipped: new Uint32Array(ID_SPACE),
+  };
+  return saveScratch;
+}
+
+/**
+ * Block buffer for ITT writes (512 KiB: the largest ITT), shared by all savers, seen as bytes
+ * (for GuestMemory) and as u32 words: entry k is words 2k (low) and 2k + 1 (high). Word stores
+ * are host-endian, so on a big-endian host the words are byte-swapped before use (the guest
+ * layout is little-endian).
+ */
 let ittScratchBytes: Uint8Array | null = null;
-let ittScratchView: DataView | null = null;
+let ittScratchWords: Uint32Array | null = null;
+const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 function ittScratch(): Uint8Array {
   if (ittScratchBytes === null) {
     ittScratchBytes = new Uint8Array(ID_SPACE * 8);
-    ittScratchView = new DataView(ittScratchBytes.buffer);
+    ittScratchWords = new Uint32Array(ittScratchBytes.buffer);
   }
   return ittScratchBytes;
+}
+/** Swaps the bytes of words [from, to) of the block buffer (big-endian hosts only). */
+function swapWords(words: Uint32Array, from: number, to: number): void {
+  for (let i = from; i < to; i++) {
+    const v = words[i]!;
+    words[i] = ((v >>> 24) | ((v >>> 8) & 0xff00) | ((v & 0xff00) << 8) | (v << 24)) >>> 0;
+  }
 }
 
 export class ItsTableSaver implements ItsChangeListener {
@@ -155,23 +190,24 @@ export class ItsTableSaver implements ItsChangeListener {
   private collNow = new Uint8Array(ICID_SPACE);
   private readonly collIcid = new GrowableU32(64);
   private readonly collTarget = new GrowableU32(64);
-  private readonly evBits = new Uint32Array(ID_SPACE / 32);
-  private readonly orphanBits = new Uint32Array(ID_SPACE / 32);
-  private readonly evMark = new Uint8Array(ID_SPACE);
-  /** Events of the device being saved, and the planned writes of its ITT. */
-  private readonly evE = new Uint32Array(ID_SPACE);
-  private readonly evI = new Uint32Array(ID_SPACE);
-  private readonly evC = new Uint32Array(ID_SPACE);
-  private evCount = 0;
-  private readonly listScratch = new Uint32Array(ID_SPACE);
-  private readonly flippedScratch = new Uint32Array(ID_SPACE);
-  private planLive = 0;
-  private planMaxWord = -1;
-  private planMin = 0;
-  private planMax = -1;
-  private readonly wSlot = new Uint32Array(2 * ID_SPACE);
-  private readonly wLo = new Uint32Array(2 * ID_SPACE);
-  private readonly wHi = new Uint32Array(2 * ID_SPACE);
+  /** Per-save scratch, shared by every saver (saves are synchronous and never nested). */
+  /** Live EventIDs of the ITT being written. */
+  private readonly evBits: Uint32Array;
+  /** EventIDs of the ITT being written whose slot gets a zero (orphans, stale). */
+  private readonly zeroBits: Uint32Array;
+  private readonly evMark: Uint8Array;
+  private readonly listScratch: Uint32Array;
+  private readonly flippedScratch: Uint32Array;
+  // The ITT being written (fields: the forEachEvent callback cannot use locals).
+  private itCount = 0;
+  private itLive = 0;
+  private itMin = 0;
+  private itMax = -1;
+  private itMaxWord = -1;
+  /** Word index of the previous live ITE in the block buffer (-1: none yet), and its high word. */
+  private itPrevAt = -1;
+  private itPrevHi = 0;
+  private itPrevE = 0;
   private readonly planIds = new GrowableU32(64);
   private readonly planItts: number[] = [];
   private readonly planBits = new GrowableU32(64);
@@ -179,9 +215,17 @@ export class ItsTableSaver implements ItsChangeListener {
   // Current ITT of writeItt (fields instead of a closure per device).
   private mem: GuestMemory | null = null;
   private curDev = 0;
-  /** Guest address of the ITT being written (a double: addresses exceed 2^31). */
   private curItt = 0;
   private readonly visitEvent = (eventid: number, intid: number, icid: number): void => this.onEvent(eventid, intid, icid);
+
+  constructor() {
+    const s = sharedScratch();
+    this.evBits = s.evBits;
+    this.zeroBits = s.zeroBits;
+    this.evMark = s.evMark;
+    this.listScratch = s.list;
+    this.flippedScratch = s.flipped;
+  }
 
   // =====================================================================================
   // ItsChangeListener
@@ -337,253 +381,141 @@ export class ItsTableSaver implements ItsChangeListener {
   // ---- One ITT ----
 
   /**
-   * Writes every ITE of device devid (live ones with their next, orphans as zero), zeroes the
-   * imaged slots that are no longer live (same ITT only), and returns the new event bitmap.
-   * The entries are planned in scratch arrays first, then written either one by one or, when
-   * they are dense, as one block (the slots in between read back first, so their bytes do not
-   * change: the result is the same bytes as KVM's per-entry writes).
+   * Writes every ITE of device devid: live ones with the delta to the next live one, orphans
+   * as zero, and zero for the imaged slots (same ITT, inside it) that are no longer live.
+   * Returns the new event bitmap. Each entry is encoded once, by the forEachEvent callback,
+   * into a block buffer indexed by EventID; the planned slots are then written one by one, or,
+   * when they are dense, as one block whose other slots are first read back from guest memory
+   * so that their bytes do not change (the same bytes as KVM's per-entry writes).
    */
   private writeItt(state: SaveableState, devid: number, itt: number, bits: number, old: DeviceImage | undefined): Uint32Array {
     this.curDev = devid;
     this.curItt = itt;
-    const n = this.collectEvents(state, devid);
-    // Imaged slots of this same ITT: those no longer live are zeroed.
-    const imaged = old !== undefined && old.itt === itt ? old.events : null;
-    const limit = 1 << bits;
-    if (n >= BULK_MIN_ENTRIES && n * 4 >= this.evE[n - 1]! - this.evE[0]! + 1 && this.mem!.contains(itt + this.evE[0]! * 8, (this.evE[n - 1]! - this.evE[0]! + 1) * 8)) {
-      this.writeDenseItt(n, imaged, limit);
-      return this.takeEventBits(old);
-    }
-    let w = this.planEvents(n);
-    const live = this.planLive;
-    const orphans = w - live;
-    const stale = imaged !== null ? this.planStale(imaged, limit, w) : 0;
-    w += stale;
-    if (orphans > 0) this.clearOrphanBits(n);
-    this.emitItt(w, this.planMin, this.planMax);
-    const r = this.result;
-    r.eventsWritten += live;
-    r.orphansZeroed += orphans;
-    r.staleZeroed += stale;
-    r.entriesWritten += w;
-    return this.takeEventBits(old);
-  }
-
-  /**
-   * Plans the ITE of each of the n collected events (the per-event path): a live ITE with the
-   * delta to the next live one, or zero for an orphan. Returns the number of planned writes;
-   * sets planLive, planMin, planMax and the event bitmap.
-   */
-  private planEvents(n: number): number {
-    const evE = this.evE;
-    const evI = this.evI;
-    const evC = this.evC;
-    const wSlot = this.wSlot;
-    const wLo = this.wLo;
-    const wHi = this.wHi;
-    const collNow = this.collNow;
-    const evBits = this.evBits;
-    const orphanBits = this.orphanBits;
-    let prevW = -1;
-    let prevE = 0;
-    let live = 0;
-    let maxWord = -1;
-    for (let k = 0; k < n; k++) {
-      const e = evE[k]!;
-      const icid = evC[k]!;
-      wSlot[k] = e;
-      if (icid >= ICID_SPACE || collNow[icid] === 0) {
-        // Orphaned ITE: its collection is gone (or not written): save it as invalid.
-        wLo[k] = 0;
-        wHi[k] = 0;
-        orphanBits[e >>> 5]! |= 1 << (e & 31);
-      } else {
-        const intid = evI[k]!;
-        if (prevW >= 0) wHi[prevW] = (wHi[prevW]! | ((e - prevE) << 16)) >>> 0;
-        wLo[k] = InterruptTranslationEntry.lo(intid, icid);
-        wHi[k] = InterruptTranslationEntry.hi(0, intid);
-        prevW = k;
-        prevE = e;
-        live++;
-        const word = e >>> 5;
-        evBits[word]! |= 1 << (e & 31);
-        if (word > maxWord) maxWord = word;
-      }
-    }
-    this.planLive = live;
-    this.planMaxWord = maxWord;
-    this.planMin = n > 0 ? evE[0]! : 0x10000;
-    this.planMax = n > 0 ? evE[n - 1]! : -1;
-    return n;
-  }
-
-  /**
-   * writeItt for a dense ITT: the ITEs are encoded straight into a block covering the first to
-   * the last event (the slots in between read back first when there are gaps, so they keep
-   * their bytes), written with one writeBytes. Stale zeroes inside the block go into it, the
-   * others are written one by one. Same bytes as KVM's per-entry writes.
-   */
-  private writeDenseItt(n: number, imaged: Uint32Array | null, limit: number): void {
-    const memory = this.mem!;
-    const evE = this.evE;
-    const evI = this.evI;
-    const evC = this.evC;
-    const collNow = this.collNow;
-    const evBits = this.evBits;
-    const orphanBits = this.orphanBits;
-    const base = evE[0]!;
-    const top = evE[n - 1]!;
-    const span = top - base + 1;
-    const start = this.curItt + base * 8;
-    const bytes = ittScratch();
-    const view = ittScratchView!;
-    let live = 0;
-    let maxWord = -1;
-    try {
-      if (n < span) memory.readBytes(start, bytes, 0, span * 8);
-      let prevOff = -1;
-      let prevHi = 0;
-      let prevE = 0;
-      for (let k = 0; k < n; k++) {
-        const e = evE[k]!;
-        const icid = evC[k]!;
-        const off = (e - base) * 8;
-        if (icid >= ICID_SPACE || collNow[icid] === 0) {
-          view.setUint32(off, 0, true);
-          view.setUint32(off + 4, 0, true);
-          orphanBits[e >>> 5]! |= 1 << (e & 31);
-          continue;
-        }
-        const intid = evI[k]!;
-        if (prevOff >= 0) view.setUint32(prevOff + 4, (prevHi | ((e - prevE) << 16)) >>> 0, true);
-        prevHi = InterruptTranslationEntry.hi(0, intid);
-        view.setUint32(off, InterruptTranslationEntry.lo(intid, icid), true);
-        view.setUint32(off + 4, prevHi, true);
-        prevOff = off;
-        prevE = e;
-        live++;
-        const word = e >>> 5;
-        evBits[word]! |= 1 << (e & 31);
-        if (word > maxWord) maxWord = word;
-      }
-    } catch (e) {
-      throw asTableError(e, ittTableName(this.curDev), base, start);
-    }
-    this.planMaxWord = maxWord;
-    // Stale slots: planned like the sparse path (wSlot), then split between block and outside.
-    this.planMin = base;
-    this.planMax = top;
-    const stale = imaged !== null ? this.planStale(imaged, limit, 0) : 0;
-    let outside = 0;
-    for (let j = 0; j < stale; j++) {
-      const e = this.wSlot[j]!;
-      if (e >= base && e <= top) {
-        view.setUint32((e - base) * 8, 0, true);
-        view.setUint32((e - base) * 8 + 4, 0, true);
-      } else {
-        this.wSlot[outside++] = e; // wLo/wHi are 0 for every stale slot
-      }
-    }
-    try {
-      memory.writeBytes(start, bytes, 0, span * 8);
-    } catch (e) {
-      throw asTableError(e, ittTableName(this.curDev), base, start);
-    }
-    if (outside > 0) this.emitItt(outside, 0, -1 /* per entry */);
-    if (live < n) this.clearOrphanBits(n);
+    ittScratch();
+    this.itCount = 0;
+    this.itLive = 0;
+    this.itMin = ID_SPACE;
+    this.itMax = -1;
+    this.itMaxWord = -1;
+    this.itPrevAt = -1;
+    state.forEachEvent(devid, this.visitEvent);
+    const n = this.itCount;
+    const live = this.itLive;
+    const imaged = old !== undefined && old.itt === itt ? old.events : EMPTY_BITS;
+    const stale = this.zeroStale(imaged, 1 << bits);
+    const w = n + stale;
+    if (w > 0) this.emitItt(w);
     const r = this.result;
     r.eventsWritten += live;
     r.orphansZeroed += n - live;
     r.staleZeroed += stale;
-    r.entriesWritten += n + stale;
+    r.entriesWritten += w;
+    if (w > live) this.zeroBits.fill(0, this.itMin >>> 5, (this.itMax >>> 5) + 1);
+    return this.takeEventBits(old);
   }
 
-  /** Plans zeroes for the imaged slots (below limit) that are no longer live nor orphans; returns how many. */
-  private planStale(imaged: Uint32Array, limit: number, w: number): number {
+  /** forEachEvent callback of writeItt: encodes one ITE (events come in ascending order). */
+  private onEvent(eventid: number, intid: number, icid: number): void {
+    const words = ittScratchWords!;
+    const at = eventid * 2;
+    if (this.itCount++ === 0) this.itMin = eventid; // ascending: the first is the lowest
+    this.itMax = eventid;
+    const word = eventid >>> 5;
+    if (icid >>> 0 !== icid || icid >= ICID_SPACE || this.collNow[icid] === 0) {
+      // Orphaned ITE: its collection is gone (or not written): saved as invalid.
+      words[at] = 0;
+      words[at + 1] = 0;
+      this.zeroBits[word]! |= 1 << (eventid & 31);
+      return;
+    }
+    const prevAt = this.itPrevAt;
+    if (prevAt >= 0) words[prevAt + 1] = this.itPrevHi | ((eventid - this.itPrevE) << 16);
+    const hi = InterruptTranslationEntry.hi(0, intid);
+    words[at] = InterruptTranslationEntry.lo(intid, icid);
+    words[at + 1] = hi;
+    this.itPrevAt = at;
+    this.itPrevHi = hi;
+    this.itPrevE = eventid;
+    this.itLive++;
+    this.evBits[word]! |= 1 << (eventid & 31);
+    if (word > this.itMaxWord) this.itMaxWord = word;
+  }
+
+  /** Zeroes (in the block buffer) the imaged slots below limit that are neither live nor orphans; returns how many. */
+  private zeroStale(imaged: Uint32Array, limit: number): number {
+    const words = ittScratchWords!;
     const evBits = this.evBits;
-    const orphanBits = this.orphanBits;
-    const wSlot = this.wSlot;
+    const zeroBits = this.zeroBits;
     let count = 0;
     for (let word = 0; word < imaged.length; word++) {
-      let removed = imaged[word]! & ~(evBits[word]! | orphanBits[word]!);
+      let removed = imaged[word]! & ~(evBits[word]! | zeroBits[word]!);
       while (removed !== 0) {
         const b = 31 - Math.clz32(removed & -removed);
         removed &= removed - 1;
         const e = (word << 5) | b;
         if (e >= limit) continue;
-        wSlot[w + count] = e;
-        this.wLo[w + count] = 0;
-        this.wHi[w + count] = 0;
+        words[e * 2] = 0;
+        words[e * 2 + 1] = 0;
+        zeroBits[word]! |= 1 << b;
         count++;
-        if (e < this.planMin) this.planMin = e;
-        if (e > this.planMax) this.planMax = e;
+        if (e < this.itMin) this.itMin = e;
+        if (e > this.itMax) this.itMax = e;
       }
     }
     return count;
   }
 
-  private clearOrphanBits(n: number): void {
-    const evE = this.evE;
-    const orphanBits = this.orphanBits;
-    for (let k = 0; k < n; k++) orphanBits[evE[k]! >>> 5] = 0;
+  /** Writes the w planned slots of the current ITT (those set in evBits | zeroBits, within itMin..itMax). */
+  private emitItt(w: number): void {
+    const memory = this.mem!;
+    const itt = this.curItt;
+    const words = ittScratchWords!;
+    const evBits = this.evBits;
+    const zeroBits = this.zeroBits;
+    const min = this.itMin;
+    const max = this.itMax;
+    const span = max - min + 1;
+    const start = itt + min * 8;
+    if (w >= BULK_MIN_ENTRIES && w * 4 >= span && memory.contains(start, span * 8)) {
+      try {
+        if (w < span) {
+          // The slots the save does not write keep their bytes.
+          for (let e = min; e <= max; e++) {
+            if (((evBits[e >>> 5]! | zeroBits[e >>> 5]!) & (1 << (e & 31))) === 0) memory.readU64Into(itt + e * 8, words, e * 2);
+          }
+        }
+        if (!HOST_LITTLE_ENDIAN) swapWords(words, min * 2, (max + 1) * 2);
+        memory.writeBytes(start, ittScratchBytes!, min * 8, span * 8);
+      } catch (e) {
+        throw asTableError(e, ittTableName(this.curDev), min, start);
+      }
+      this.result.ittBlocks++;
+      return;
+    }
+    for (let word = min >>> 5; word <= max >>> 5; word++) {
+      let set = evBits[word]! | zeroBits[word]!;
+      while (set !== 0) {
+        const b = 31 - Math.clz32(set & -set);
+        set &= set - 1;
+        const e = (word << 5) | b;
+        const addr = itt + e * 8;
+        try {
+          memory.writeU64(addr, words[e * 2]!, words[e * 2 + 1]!);
+        } catch (err) {
+          throw asTableError(err, ittTableName(this.curDev), e, addr);
+        }
+      }
+    }
   }
 
-  /** The event bitmap of the device just planned (reusing its old array when the size fits); clears the scratch. */
+  /** The event bitmap of the device just written (reusing its old array when the size fits); clears the scratch. */
   private takeEventBits(old: DeviceImage | undefined): Uint32Array {
-    const used = this.planMaxWord + 1;
+    const used = this.itMaxWord + 1;
     if (used <= 0) return EMPTY_BITS;
     const events = old !== undefined && old.events.length === used ? old.events : new Uint32Array(used);
     events.set(this.evBits.subarray(0, used));
     this.evBits.fill(0, 0, used);
     return events;
-  }
-
-  /** Copies the mapped events of devid (ascending EventID) into evE/evI/evC; returns the count. */
-  private collectEvents(state: SaveableState, devid: number): number {
-    this.evCount = 0;
-    state.forEachEvent(devid, this.visitEvent);
-    return this.evCount;
-  }
-
-  private onEvent(eventid: number, intid: number, icid: number): void {
-    const k = this.evCount++;
-    this.evE[k] = eventid;
-    this.evI[k] = intid;
-    this.evC[k] = icid;
-  }
-
-  /** Writes the w planned entries of the current ITT (slots within [minSlot, maxSlot]). */
-  private emitItt(w: number, minSlot: number, maxSlot: number): void {
-    if (w === 0) return;
-    const memory = this.mem!;
-    const itt = this.curItt;
-    const span = maxSlot - minSlot + 1;
-    const start = itt + minSlot * 8;
-    if (span > 0 && w >= BULK_MIN_ENTRIES && w * 4 >= span && memory.contains(start, span * 8)) {
-      const bytes = ittScratch();
-      const view = ittScratchView!;
-      try {
-        // Slots the save does not write keep their bytes (w counts distinct slots).
-        if (w < span) memory.readBytes(start, bytes, 0, span * 8);
-        for (let j = 0; j < w; j++) {
-          const off = (this.wSlot[j]! - minSlot) * 8;
-          view.setUint32(off, this.wLo[j]!, true);
-          view.setUint32(off + 4, this.wHi[j]!, true);
-        }
-        memory.writeBytes(start, bytes, 0, span * 8);
-      } catch (e) {
-        throw asTableError(e, ittTableName(this.curDev), minSlot, start);
-      }
-      return;
-    }
-    for (let j = 0; j < w; j++) {
-      const addr = itt + this.wSlot[j]! * 8;
-      try {
-        memory.writeU64(addr, this.wLo[j]!, this.wHi[j]!);
-      } catch (e) {
-        throw asTableError(e, ittTableName(this.curDev), this.wSlot[j]!, addr);
-      }
-    }
   }
 
   /** One ITE of the current ITT (incremental saves). */
@@ -720,7 +652,7 @@ export class ItsTableSaver implements ItsChangeListener {
 
   private resetScratch(): void {
     this.evBits.fill(0);
-    this.orphanBits.fill(0);
+    this.zeroBits.fill(0);
     this.evMark.fill(0);
   }
 
@@ -927,7 +859,7 @@ export class ItsTableSaver implements ItsChangeListener {
 function emptyResult(full: boolean): SaveResult {
   return {
     full, devicesWritten: 0, devicesSkipped: 0, eventsWritten: 0, orphansZeroed: 0, collectionsWritten: 0,
-    collectionsSkipped: 0, staleZeroed: 0, entriesWritten: 0,
+    collectionsSkipped: 0, staleZeroed: 0, entriesWritten: 0, ittBlocks: 0,
   };
 }
 

@@ -27,7 +27,8 @@ const WINDOW = 4096;
 /** Read-only cursor over 8-byte table entries of guest memory, with a read-ahead window. */
 export class TableReader {
   private readonly bytes = new Uint8Array(WINDOW);
-  private readonly view = new DataView(this.bytes.buffer);
+  /** The window: an entry at offset off (from at()) is getUint32(off, true), getUint32(off + 4, true). */
+  readonly view = new DataView(this.bytes.buffer);
   private memory: GuestMemory | null = null;
   private winStart = 0;
   private winEnd = 0;
@@ -55,6 +56,16 @@ export class TableReader {
     this.lo = this.view.getUint32(off, true);
     this.hi = this.view.getUint32(off + 4, true);
     return true;
+  }
+
+  /**
+   * Offset in `view` of the entry at gpa (reading ahead as load() does), or -1 when the entry
+   * is outside guest memory. For per-entry loops that read the two words themselves.
+   */
+  at(gpa: number, ahead: number): number {
+    const off = gpa - this.winStart;
+    if (off >= 0 && gpa + 8 <= this.winEnd) return off;
+    return this.fill(gpa, ahead) ? 0 : -1;
   }
 
   private fill(gpa: number, ahead: number): boolean {

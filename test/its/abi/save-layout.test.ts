@@ -5,6 +5,7 @@
  * write are checked too.
  */
 import { describe, expect, it } from 'vitest';
+import { dirtyLogBytesFor } from '../../../src/memory/region-table.js';
 import { ITS_BASE, RAM_BASE, TestVm, copyMemory, readSavedRegs, restoreInto } from './harness.js';
 
 const MARK = 0x5a5a_5a5a_5a5a_5a5an;
@@ -180,5 +181,47 @@ describe('SAVE_PENDING_TABLES byte layout (2.8)', () => {
     t.savePendingTables();
     expect(t.memory.readU8(0x4011_0000 + 1026)).toBe(0);
     void RAM_BASE;
+  });
+});
+
+describe('dirty log (every page the save writes is logged; nothing else)', () => {
+  it('full save logs the table pages; an incremental save with no change logs nothing', () => {
+    const t = new TestVm();
+    const L = t.layout;
+    const log = new Uint8Array(dirtyLogBytesFor(RAM_BASE + L.ramSize));
+    t.memory.setDirtyLog(log);
+    const page = (gpa: number): boolean => (log[Math.floor(gpa / 4096 / 8)]! & (1 << (Math.floor(gpa / 4096) % 8))) !== 0;
+    const logged = (): number[] => {
+      const pages: number[] = [];
+      for (let i = 0; i < log.length * 8; i++) if (log[i >> 3]! & (1 << (i & 7))) pages.push(i * 4096);
+      return pages;
+    };
+    t.mapc(0, 0);
+    t.mapd(2, 5, L.itt(2));
+    t.mapd(700, 1, L.itt(700));
+    for (let e = 0; e < 20; e++) t.mapti(2, e, 8192 + e, 0); // written as a block
+    t.mapti(700, 1, 9000, 0);
+    log.fill(0);
+    t.saveTables();
+    expect(t.vm.lastSave!.full).toBe(true);
+    // DTE slots 2 and 700 (pages 0x4021_0000 and 0x4021_1000), ITT(2), ITT(700), collection table.
+    for (const gpa of [L.deviceTable + 2 * 8, L.deviceTable + 700 * 8, L.itt(2), L.itt(700) + 8, L.collectionTable]) {
+      expect(page(gpa), `page of 0x${gpa.toString(16)}`).toBe(true);
+    }
+    const tablePages = new Set([L.deviceTable, L.deviceTable + 0x1000, L.itt(2), L.itt(700), L.collectionTable]);
+    expect(logged().filter((p) => !tablePages.has(p))).toEqual([]);
+
+    log.fill(0);
+    t.saveTables();
+    expect(t.vm.lastSave!.full).toBe(false);
+    expect(logged()).toEqual([]);
+
+    t.discard(2, 7); // the ITS zeroes the ITE at command time (logged), then the save fixes next of event 6
+    log.fill(0);
+    t.saveTables();
+    expect(t.vm.lastSave!.full).toBe(false);
+    expect(logged()).toEqual([L.itt(2)]);
+    // Event 6 now hops over 7: next = 2 -> 0x0002_0000_2006_0000
+    expect(t.readU64(L.itt(2) + 6 * 8)).toBe(0x0002_0000_2006_0000n);
   });
 });
