@@ -23,9 +23,9 @@ export async function vitsdMain(argv: string[], options: VitsdMainOptions): Prom
     .scriptName('vitsd')
     .usage(
       '$0 (--socket-path PATH | --fd N) [options]\n\n' +
-        'A userspace Arm GICv3 ITS and LPI redistributor backend for a VMM. It serves the vitsd\n' +
-        'protocol (vhost-user-like, with KVM device-ioctl semantics) on a UNIX socket, maps the\n' +
-        "VMM's guest RAM from shared-memory fds, and saves/restores ITS state into guest RAM in\n" +
+        'A userspace Arm GICv3 ITS and LPI redistributor backend for a VMM. It serves the vitsd ' +
+        'protocol (vhost-user-like, with KVM device-ioctl semantics) on a UNIX socket, maps the ' +
+        "VMM's guest RAM from shared-memory fds, and saves/restores ITS state into guest RAM in " +
         "Linux KVM's table layout (ABI rev 0).",
     )
     .option('socket-path', { type: 'string', describe: 'listen on this UNIX socket path (created mode 0600; a stale socket file is replaced)' })

@@ -25,6 +25,11 @@ export interface DaemonHost {
   /** write() of an 8-byte little-endian value: 8 or -errno. */
   writeU64(fd: number, value: number): number;
   /**
+   * Prepares a notify fd received from the VMM so that signalling it can never block the
+   * daemon (a full pipe or socket). Optional: hosts without it leave the fd as it is.
+   */
+  prepareNotifyFd?(fd: number): void;
+  /**
    * Validates the region table (protocol.md "Memory": EINVAL for misaligned, empty,
    * overlapping regions or a file that does not back them), maps every region MAP_SHARED
    * and returns guest memory over them. Does not close the fds. Throws ErrnoError.

@@ -64,6 +64,7 @@ export class DaemonState {
   /** Installs fd as vcpu's notify fd (closing the previous one) and signals it if an LPI is already deliverable. */
   setNotifyFd(vcpu: number, fd: number): void {
     const previous = this.notifyFds[vcpu]!;
+    this.host.prepareNotifyFd?.(fd);
     this.notifyFds[vcpu] = fd;
     if (previous >= 0) {
       this.failedNotifyFds.delete(previous);

@@ -293,6 +293,15 @@ export class Its implements ItsDevice, ItsTableState, TableWriterHost {
     const r = this.translation.addEvent(devid, eventid, intid, icid, vcpuOf(this.lpis, target));
     return r === ADD_OK || r === ADD_EXISTS;
   }
+  addEvents(devid: number, count: number, eventids: Uint32Array, intids: Uint32Array, icids: Uint16Array | Uint32Array): number {
+    return this.translation.addEvents(devid, count, eventids, intids, icids);
+  }
+  exportEvents(devid: number, eventids: Uint32Array, intids: Uint32Array, icids: Uint32Array): number {
+    return this.translation.exportEvents(devid, eventids, intids, icids);
+  }
+  freeEventPages(): number {
+    return this.translation.freeEventPages;
+  }
   clearTranslations(): void {
     this.translation.clearDevices();
     this.translation.clearCollections();

@@ -28,6 +28,20 @@ export const ITE_NO_COLLECTION = 0x10000;
  */
 export type LocateEntry = (memory: GuestMemory, baser: bigint, id: number) => number;
 
+/** (added by src/its/abi) EventIDs per page of event storage (freeEventPages). */
+export const EVENTS_PER_EVENT_PAGE = 256;
+
+/** (added by src/its/abi) Results of ItsTableState.addEvents. */
+export const ADD_EVENTS_OK = 0;
+/** An ITE for one of the (devid, eventid) already exists (or an EventID is repeated). */
+export const ADD_EVENTS_EXISTS = 1;
+/** The event-storage cap was reached (KVM: -ENOMEM). */
+export const ADD_EVENTS_ENOMEM = 2;
+/** An LPI could not be created: guest RAM fault (KVM: -EFAULT). */
+export const ADD_EVENTS_EFAULT = 3;
+/** Device not mapped, EventID out of range, INTID out of range or collection absent. */
+export const ADD_EVENTS_INVALID = 4;
+
 /** Receives every change of translation state, so the ABI can save incrementally. */
 export interface ItsChangeListener {
   deviceChanged(devid: number): void;
@@ -56,6 +70,22 @@ export interface ItsTableState {
   deviceCount(): number;
   eventCount(): number;
 
+  // ---- (added by src/its/abi) Lookups (incremental save) and bulk export (full save) ----
+  /** ITT address of a mapped device, or -1. */
+  deviceIttAddr(devid: number): number;
+  /** EventID bits of a mapped device, or 0. */
+  deviceEventIdBits(devid: number): number;
+  /** LPI INTID of the ITE (devid, eventid), or 0 when there is none. */
+  translate(devid: number, eventid: number): number;
+  /** ICID of the ITE (devid, eventid) (ITE_NO_COLLECTION when its collection was freed), or -1. */
+  eventCollection(devid: number, eventid: number): number;
+  /**
+   * The mapped events of a device in ascending EventID order, copied into the arrays (icid
+   * ITE_NO_COLLECTION: collection freed); returns how many (at most the shortest array's
+   * length; 2^16 always suffices). The bulk form of forEachEvent.
+   */
+  exportEvents(devid: number, eventids: Uint32Array, intids: Uint32Array, icids: Uint32Array): number;
+
   // ---- Mutators used by restore (state only; no table writes) ----
   hasCollection(icid: number): boolean;
   addCollection(icid: number, target: number): void;
@@ -63,6 +93,17 @@ export interface ItsTableState {
   addDevice(devid: number, ittAddr: number, eventIdBits: number): void;
   /** Maps (devid, eventid) -> intid in collection icid, acquiring the LPI. False on a guest RAM fault. */
   addEvent(devid: number, eventid: number, intid: number, icid: number): boolean;
+  /**
+   * (added by src/its/abi) Bulk insert of `count` events of a mapped device (restore), each
+   * acquiring its LPI with its collection's target; reports deviceChanged(devid) once. All or
+   * nothing for the call. Returns an ADD_EVENTS_* code.
+   */
+  addEvents(devid: number, count: number, eventids: Uint32Array, intids: Uint32Array, icids: Uint16Array | Uint32Array): number;
+  /**
+   * (added by src/its/abi) Event storage left: events live in pages of EVENTS_PER_EVENT_PAGE
+   * consecutive EventIDs (EventID >> 8) of one device; this many more pages can be allocated.
+   */
+  freeEventPages(): number;
   /** Frees every device (and its events) and every collection of this ITS. */
   clearTranslations(): void;
 

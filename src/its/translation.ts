@@ -17,10 +17,13 @@
  * lives in the LpiSystem. Every change is reported to the change listener.
  */
 import { MAX_LPI_INTID_BITS, NO_VCPU, type LpiSystem } from '../redist/types.js';
-import { COLLECTION_NOT_MAPPED, ITE_NO_COLLECTION, type ItsChangeListener } from './table-state.js';
+import {
+  ADD_EVENTS_EFAULT, ADD_EVENTS_ENOMEM, ADD_EVENTS_EXISTS, ADD_EVENTS_INVALID, ADD_EVENTS_OK, COLLECTION_NOT_MAPPED,
+  EVENTS_PER_EVENT_PAGE, ITE_NO_COLLECTION, type ItsChangeListener,
+} from './table-state.js';
 
 /** EventIDs per event page. */
-export const EVENTS_PER_PAGE = 256;
+export const EVENTS_PER_PAGE = EVENTS_PER_EVENT_PAGE;
 const PAGE_SHIFT = 8;
 const PAGE_MASK = EVENTS_PER_PAGE - 1;
 /** Directory entries per device: 2^16 EventIDs / 256 per page. */
@@ -50,12 +53,12 @@ export const LOOKUP_UNMAPPED_DEVICE = -1;
 export const LOOKUP_EVENT_OUT_OF_RANGE = -2;
 export const LOOKUP_UNMAPPED_EVENT = -3;
 
-/** Results of addEvent(). */
-export const ADD_OK = 0;
-export const ADD_EXISTS = 1;
-export const ADD_ENOMEM = 2;
-export const ADD_EFAULT = 3;
-export const ADD_INVALID = 4;
+/** Results of addEvent() and addEvents() (the ItsTableState ADD_EVENTS_* codes). */
+export const ADD_OK = ADD_EVENTS_OK;
+export const ADD_EXISTS = ADD_EVENTS_EXISTS;
+export const ADD_ENOMEM = ADD_EVENTS_ENOMEM;
+export const ADD_EFAULT = ADD_EVENTS_EFAULT;
+export const ADD_INVALID = ADD_EVENTS_INVALID;
 
 export function isDeviceId(devid: number): boolean {
   return devid >>> 0 === devid && devid < MAX_DEVICE_IDS;
@@ -345,7 +348,7 @@ export class TranslationState {
   }
 
   /** Frees the ITE at `slot` (from lookup), dropping its LPI reference. */
-  removeEvent(devid: number, eventid: number, slot: number): void {
+  removeEvent(devid: number, eventid: number, slot: number, notify = true): void {
     if (this.ites[slot] === 0) return;
     const intid = this.intidAt(slot);
     this.collItes[this.icidAt(slot)]!--;
@@ -356,7 +359,7 @@ export class TranslationState {
     const dir = this.deviceDir(devid);
     this.releasePageIfEmpty(devid, dir, (dir << DIR_SHIFT) | (eventid >>> PAGE_SHIFT), page);
     this.lpis.release(intid);
-    this.listener?.eventChanged(devid, eventid);
+    if (notify) this.listener?.eventChanged(devid, eventid);
   }
 
   /** MOVI (or a freed collection: ICID_NONE): the ITE now belongs to collection icid. */
@@ -380,6 +383,135 @@ export class TranslationState {
         const slot = first + i;
         if (this.ites[slot] !== 0) fn((d << PAGE_SHIFT) | i, this.intidAt(slot), this.icidAt(slot));
       }
+    }
+  }
+
+  /**
+   * Bulk export (save): copies the mapped events of a device, in ascending EventID order, into
+   * eventids / intids / icids (icid ICID_NONE: collection freed) and returns how many. Walks the
+   * device's page directory and the pool slices directly (no callback per event). Stops at the
+   * shortest array's length (2^16 always suffices).
+   */
+  exportEvents(devid: number, eventids: Uint32Array, intids: Uint32Array, icids: Uint32Array): number {
+    if (!this.isDeviceMapped(devid)) return 0;
+    const dir = this.deviceDir(devid);
+    if (dir < 0) return 0;
+    const cap = Math.min(eventids.length, intids.length, icids.length);
+    const ites = this.ites;
+    const dirPool = this.dirPool;
+    const dirBase = dir << DIR_SHIFT;
+    const checkOrphans = this.orphanCount !== 0;
+    let n = 0;
+    for (let d = 0; d < DIR_ENTRIES; d++) {
+      const page = dirPool[dirBase + d]!;
+      if (page < 0) continue;
+      const first = page << PAGE_SHIFT;
+      const eventBase = d << PAGE_SHIFT;
+      for (let i = 0; i < EVENTS_PER_PAGE; i++) {
+        const v = ites[first + i]!;
+        if (v === 0) continue;
+        if (n >= cap) return n;
+        eventids[n] = eventBase | i;
+        intids[n] = v & ITE_INTID_MASK;
+        icids[n] = checkOrphans && this.isOrphan(first + i) ? ICID_NONE : v >>> ITE_ICID_SHIFT;
+        n++;
+      }
+    }
+    return n;
+  }
+
+  /**
+   * Bulk insert (restore): creates the ITEs (devid, eventids[k]) -> (intids[k], icids[k]) for
+   * k < count, each taking a reference on its LPI with its collection's target, filling the
+   * event pages directly. Reports deviceChanged(devid) once. All or nothing: on failure the
+   * events added by this call are removed again (their LPI references dropped) and the reason
+   * is returned: ADD_INVALID (device not mapped, EventID out of range, bad INTID, collection
+   * absent), ADD_EXISTS (an ITE already there, or a duplicate EventID), ADD_ENOMEM (event-page
+   * cap), ADD_EFAULT (the LPI could not be created: guest RAM fault). ADD_OK otherwise.
+   */
+  addEvents(devid: number, count: number, eventids: Uint32Array, intids: Uint32Array, icids: Uint16Array | Uint32Array): number {
+    if (!this.isDeviceMapped(devid)) return ADD_INVALID;
+    if (!(count >= 0 && count <= eventids.length && count <= intids.length && count <= icids.length)) return ADD_INVALID;
+    if (count === 0) return ADD_OK;
+    const bits = this.devMeta[devid]! & META_BITS_MASK;
+    let dir = this.deviceDir(devid);
+    const hadDir = dir >= 0;
+    if (!hadDir) {
+      dir = this.allocDir();
+      if (dir < 0) return ADD_ENOMEM;
+      this.setDeviceDir(devid, dir);
+    }
+    const dirBase = dir << DIR_SHIFT;
+    const lpis = this.lpis;
+    const nrVcpus = lpis.nrVcpus;
+    const collTarget = this.collTarget;
+    const collItes = this.collItes;
+    let reason = ADD_OK;
+    let k = 0;
+    let dirIndex = -1;
+    let page = -1;
+    let live = 0;
+    for (; k < count; k++) {
+      const eventid = eventids[k]!;
+      const intid = intids[k]!;
+      const icid = icids[k]!;
+      if (eventid >>> bits !== 0 || intid === 0 || intid >= INTID_LIMIT || icid >= MAX_COLLECTION_IDS) {
+        reason = ADD_INVALID;
+        break;
+      }
+      const target = collTarget[icid]!;
+      if (target === COLLECTION_ABSENT) {
+        reason = ADD_INVALID;
+        break;
+      }
+      const di = dirBase | (eventid >>> PAGE_SHIFT);
+      if (di !== dirIndex) {
+        if (page >= 0) this.pageLive[page] = live;
+        dirIndex = di;
+        page = this.dirPool[di]!;
+        if (page < 0) {
+          page = this.allocPage();
+          if (page < 0) {
+            reason = ADD_ENOMEM;
+            break;
+          }
+          this.dirPool[di] = page;
+          this.dirLive[dir]!++;
+        }
+        live = this.pageLive[page]!;
+      }
+      const slot = (page << PAGE_SHIFT) | (eventid & PAGE_MASK);
+      if (this.ites[slot] !== 0) {
+        reason = ADD_EXISTS;
+        break;
+      }
+      if (!lpis.acquire(intid, target >= 0 && target < nrVcpus ? target : NO_VCPU)) {
+        reason = ADD_EFAULT;
+        break;
+      }
+      this.ites[slot] = (intid | (icid << ITE_ICID_SHIFT)) >>> 0;
+      live++;
+      collItes[icid]!++;
+    }
+    if (page >= 0) this.pageLive[page] = live;
+    this.eventCount += k;
+    if (reason !== ADD_OK) this.undoAddEvents(devid, k, eventids, dirIndex, page);
+    if (k > 0 || reason === ADD_OK) this.listener?.deviceChanged(devid);
+    return reason;
+  }
+
+  /** Removes the first `added` events of a failed addEvents and frees the pages (and directory) left empty. */
+  private undoAddEvents(devid: number, added: number, eventids: Uint32Array, failedDirIndex: number, failedPage: number): void {
+    for (let k = 0; k < added; k++) {
+      const slot = this.lookup(devid, eventids[k]!);
+      if (slot >= 0) this.removeEvent(devid, eventids[k]!, slot, false);
+    }
+    // A page allocated for the failing event itself holds no event.
+    const dir = this.deviceDir(devid);
+    if (dir >= 0 && failedPage >= 0 && this.dirPool[failedDirIndex] === failedPage) {
+      this.releasePageIfEmpty(devid, dir, failedDirIndex, failedPage);
+    } else if (dir >= 0) {
+      this.releaseDirIfEmpty(devid, dir);
     }
   }
 
@@ -481,6 +613,11 @@ export class TranslationState {
   // =====================================================================================
   // Pools
   // =====================================================================================
+
+  /** Event pages that can still be allocated before the cap (each holds 256 consecutive EventIDs of one device). */
+  get freeEventPages(): number {
+    return this.maxEventPages - this.pagesInUse;
+  }
 
   private maxDirs(): number {
     // A directory exists only while its device has at least one page.

@@ -23,7 +23,10 @@
 import type { GuestMemory } from '../../memory/guest-memory.js';
 import { LPI_BASE, MAX_LPI_INTID_BITS } from '../../redist/types.js';
 import { Errno } from '../../util/errno.js';
-import { COLLECTION_NOT_MAPPED, type ItsTableState } from '../table-state.js';
+import {
+  ADD_EVENTS_EFAULT, ADD_EVENTS_ENOMEM, ADD_EVENTS_EXISTS, ADD_EVENTS_INVALID, ADD_EVENTS_OK, COLLECTION_NOT_MAPPED,
+  EVENTS_PER_EVENT_PAGE, type ItsTableState,
+} from '../table-state.js';
 import { decodeBaser, type TableGeometry } from './baser.js';
 import { CTE_TARGET_NOT_MAPPED, CollectionTableEntry } from './cte.js';
 import { DeviceTableEntry } from './dte.js';
@@ -67,7 +70,7 @@ export class RestoredTables {
   /** Events: EventID, INTID, ICID; the first `events` entries are valid. */
   evId: Uint32Array = new Uint32Array(4096);
   evIntid: Uint32Array = new Uint32Array(4096);
-  evIcid: Uint32Array = new Uint32Array(4096);
+  evIcid: Uint16Array = new Uint16Array(4096);
   events = 0;
 
   get collections(): number {
@@ -89,14 +92,16 @@ export class RestoredTables {
     if (need <= this.evId.length) return;
     let size = this.evId.length * 2;
     while (size < need) size *= 2;
-    const grow = (a: Uint32Array): Uint32Array => {
-      const b = new Uint32Array(size);
-      b.set(a.subarray(0, this.events));
-      return b;
-    };
-    this.evId = grow(this.evId);
-    this.evIntid = grow(this.evIntid);
-    this.evIcid = grow(this.evIcid);
+    const n = this.events;
+    const evId = new Uint32Array(size);
+    evId.set(this.evId.subarray(0, n));
+    this.evId = evId;
+    const evIntid = new Uint32Array(size);
+    evIntid.set(this.evIntid.subarray(0, n));
+    this.evIntid = evIntid;
+    const evIcid = new Uint16Array(size);
+    evIcid.set(this.evIcid.subarray(0, n));
+    this.evIcid = evIcid;
   }
 
   eventsEnd(deviceIndex: number): number {
@@ -121,7 +126,12 @@ class Stager {
   private devEventBits = 0;
   /** 2^devEventBits, precomputed (the ** operator is slow on the per-entry path). */
   private devEvents = 0;
+  /** Index in out.ev* of the current device's first event. */
+  private devFirst = 0;
   private ittName = '';
+  /** Event pages the ITS can still allocate (freeEventPages) and pages the staged ITEs need. */
+  private readonly pagesFree: number;
+  private pagesTaken = 0;
   private readonly visitDte = (id: number, lo: number, hi: number): number => this.restoreDte(id, lo, hi);
 
   constructor(
@@ -148,6 +158,7 @@ class Stager {
     state.forEachCollection((icid, target) => {
       this.collTarget[icid] = target < 0 ? NOT_MAPPED : target;
     });
+    this.pagesFree = state.freeEventPages();
   }
 
   // ---- Collection table ----
@@ -230,6 +241,7 @@ class Stager {
     out.devBits.push(bits);
     out.devDteAddr.push(slot);
     out.devFirstEvent.push(out.events);
+    this.devFirst = out.events;
     this.devEventBits = bits;
     this.devEvents = 1 << bits;
     this.ittName = ittTableName(id);
@@ -240,11 +252,40 @@ class Stager {
 
   /**
    * scan_its_table over one ITT with restore_ite inlined: the per-event path of a restore, so
-   * it keeps everything in locals. Checks in KVM's order (3.8 restore_ite).
+   * it keeps everything in locals. Checks in KVM's order (3.8 restore_ite). An ITT entirely in
+   * guest memory is read with one readBytes and decoded from u32 words; otherwise entry by
+   * entry through the window reader, so that a fault happens exactly where KVM's would.
    */
   private scanItt(itt: number, len: number): void {
+    if (HOST_LITTLE_ENDIAN && this.memory.contains(itt, len)) {
+      const words = ittWords();
+      this.memory.readBytes(itt, ittBytes!, 0, len);
+      this.walkIttWords(words, len >>> 3);
+      return;
+    }
     const reader = this.ittReader;
+    reader.reset(this.memory);
     const view = reader.view;
+    let gpa = itt;
+    let event = 0;
+    let remaining = len;
+    for (;;) {
+      const off = reader.at(gpa, remaining);
+      if (off < 0) throw new TableError(Errno.EFAULT, this.ittName, event, 'entry', `GPA ${hex(gpa)} is outside guest memory`);
+      const lo = view.getUint32(off, true);
+      const hi = view.getUint32(off + 4, true);
+      const step = this.stageIte(event, lo, hi);
+      if (step === 0) return;
+      const bytes = step * 8;
+      if (bytes >= remaining) return;
+      event += step;
+      gpa += bytes;
+      remaining -= bytes;
+    }
+  }
+
+  /** The walk of scanItt over an ITT copied into `words` (entry e = words 2e, 2e + 1). */
+  private walkIttWords(words: Uint32Array, entries: number): void {
     const out = this.out;
     const evId = out.evId;
     const evIntid = out.evIntid;
@@ -254,15 +295,12 @@ class Stager {
     const lpis = this.state.lpis;
     const limit = this.devEvents;
     let k = out.events;
-    let gpa = itt;
+    let lastPage = -1;
     let event = 0;
-    let remaining = len;
     try {
       for (;;) {
-        const off = reader.at(gpa, remaining);
-        if (off < 0) throw new TableError(Errno.EFAULT, this.ittName, event, 'entry', `GPA ${hex(gpa)} is outside guest memory`);
-        const lo = view.getUint32(off, true);
-        const hi = view.getUint32(off + 4, true);
+        const lo = words[event * 2]!;
+        const hi = words[event * 2 + 1]!;
         const intid = InterruptTranslationEntry.intid(lo, hi);
         let step = 1; // pINTID 0: an invalid entry, look at the next slot
         if (intid !== 0) {
@@ -273,11 +311,20 @@ class Stager {
           const target = collTarget[icid]!;
           if (target === ABSENT) this.iteError(Errno.EINVAL, event, 'ICID', lo, hi);
           // KVM check_event_id (event < 2^bits, ITE slot in guest memory) holds: the walk stays
-          // inside the ITT and the slot was just read.
-          if (newLpi[intid] === 0 && !lpis.exists(intid)) {
-            // vgic_add_lpi will read the property byte and, for a targeted LPI, the pending byte.
-            this.checkLpiBytes(event, intid, target);
-            newLpi[intid] = 1;
+          // inside the ITT and the slot was just read. Then the ITE is allocated (vgic_its_alloc_ite).
+          if (event >>> EVENT_PAGE_SHIFT !== lastPage) {
+            lastPage = event >>> EVENT_PAGE_SHIFT;
+            this.takeEventPage(event);
+          }
+          const known = newLpi[intid]!;
+          if (known === 0) {
+            if (lpis.exists(intid)) {
+              newLpi[intid] = LPI_EXISTS;
+            } else {
+              // vgic_add_lpi will read the property byte and, for a targeted LPI, the pending byte.
+              this.checkLpiBytes(event, intid, target);
+              newLpi[intid] = LPI_NEW;
+            }
           }
           evId[k] = event;
           evIntid[k] = intid;
@@ -285,14 +332,47 @@ class Stager {
           k++;
           if (step === 0) return;
         }
-        const bytes = step * 8;
-        if (bytes >= remaining) return;
         event += step;
-        gpa += bytes;
-        remaining -= bytes;
+        if (event >= entries) return;
       }
     } finally {
       out.events = k;
+    }
+  }
+
+  /** restore_ite for the entry of the window walk (one entry; same checks as walkIttWords). Returns the step. */
+  private stageIte(event: number, lo: number, hi: number): number {
+    const intid = InterruptTranslationEntry.intid(lo, hi);
+    if (intid === 0) return 1;
+    const icid = InterruptTranslationEntry.icid(lo);
+    const step = InterruptTranslationEntry.next(hi);
+    if (intid < LPI_BASE || intid >= LPI_LIMIT) this.iteError(Errno.EINVAL, event, 'pINTID', lo, hi);
+    if (event + step >= this.devEvents) this.iteError(Errno.EINVAL, event, 'next', lo, hi);
+    const target = this.collTarget[icid]!;
+    if (target === ABSENT) this.iteError(Errno.EINVAL, event, 'ICID', lo, hi);
+    const out = this.out;
+    const prev = out.events > this.devFirst ? out.evId[out.events - 1]! >>> EVENT_PAGE_SHIFT : -1;
+    if (event >>> EVENT_PAGE_SHIFT !== prev) this.takeEventPage(event);
+    if (this.newLpi[intid] === 0) {
+      if (this.state.lpis.exists(intid)) {
+        this.newLpi[intid] = LPI_EXISTS;
+      } else {
+        this.checkLpiBytes(event, intid, target);
+        this.newLpi[intid] = LPI_NEW;
+      }
+    }
+    const k = out.events++;
+    out.evId[k] = event;
+    out.evIntid[k] = intid;
+    out.evIcid[k] = icid;
+    return step;
+  }
+
+  /** A new event page of the ITS's event storage for `event` (ENOMEM, as KVM's ITE allocation, once none is left). */
+  private takeEventPage(event: number): void {
+    if (++this.pagesTaken > this.pagesFree) {
+      throw new TableError(Errno.ENOMEM, this.ittName, event, 'entry',
+        `no memory for the ITE: the ITS's event storage (${this.pagesFree} free pages of ${EVENTS_PER_EVENT_PAGE} EventIDs) is exhausted`);
     }
   }
 
@@ -321,6 +401,22 @@ class Stager {
     }
   }
 
+}
+
+/** Results of the LPI walk: newLpi[intid] (0: not seen yet). */
+const LPI_NEW = 1;
+const LPI_EXISTS = 2;
+const EVENT_PAGE_SHIFT = Math.log2(EVENTS_PER_EVENT_PAGE);
+const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+/** One ITT (at most 2^16 entries of 8 bytes), read in one block; shared by every restore. */
+let ittBytes: Uint8Array | null = null;
+let ittWordsView: Uint32Array | null = null;
+function ittWords(): Uint32Array {
+  if (ittWordsView === null) {
+    ittBytes = new Uint8Array(0x10000 * 8);
+    ittWordsView = new Uint32Array(ittBytes.buffer);
+  }
+  return ittWordsView;
 }
 
 /** Staging storage, reused by every restore (restore is synchronous and not reentrant). */
@@ -363,21 +459,27 @@ function applyStaged(state: ItsTableState, r: RestoredTables): void {
     const target = r.collTarget.data[i]!;
     state.addCollection(r.collIcid.data[i]!, target === CTE_TARGET_NOT_MAPPED ? COLLECTION_NOT_MAPPED : target);
   }
-  const evId = r.evId;
-  const evIntid = r.evIntid;
-  const evIcid = r.evIcid;
   for (let d = 0; d < r.devId.length; d++) {
     const devid = r.devId.data[d]!;
     state.addDevice(devid, r.devItt.data[d]!, r.devBits.data[d]!);
-    const end = r.eventsEnd(d);
-    for (let k = r.devFirstEvent.data[d]!; k < end; k++) {
-      if (!state.addEvent(devid, evId[k]!, evIntid[k]!, evIcid[k]!)) {
-        // Every guest address the LPI creation touches was checked above, so this is not
-        // expected; fail as KVM does after a failed restore: free everything of this ITS.
-        state.clearTranslations();
-        throw new TableError(Errno.EFAULT, ittTableName(devid), evId[k]!, 'pINTID',
-          `creating LPI ${evIntid[k]} failed; the ITS was cleared`);
-      }
+    const first = r.devFirstEvent.data[d]!;
+    const count = r.eventsEnd(d) - first;
+    if (count === 0) continue;
+    const why = state.addEvents(devid, count, r.evId.subarray(first), r.evIntid.subarray(first), r.evIcid.subarray(first));
+    if (why !== ADD_EVENTS_OK) {
+      // Every guest address the LPI creation touches and the event storage were checked above,
+      // so this is not expected; fail as KVM does after a failed restore: free everything of this ITS.
+      state.clearTranslations();
+      const errno = why === ADD_EVENTS_ENOMEM ? Errno.ENOMEM : why === ADD_EVENTS_EFAULT ? Errno.EFAULT : Errno.EINVAL;
+      throw new TableError(errno, ittTableName(devid), r.evId[first]!, 'pINTID',
+        `creating the ITEs of device ${hex(devid)} failed (${ADD_EVENTS_REASONS[why] ?? why}); the ITS was cleared`);
     }
   }
 }
+
+const ADD_EVENTS_REASONS: Record<number, string> = {
+  [ADD_EVENTS_EXISTS]: 'an ITE exists',
+  [ADD_EVENTS_ENOMEM]: 'event storage exhausted',
+  [ADD_EVENTS_EFAULT]: 'LPI creation faulted',
+  [ADD_EVENTS_INVALID]: 'invalid event',
+};

@@ -38,7 +38,7 @@
  * instead when: nothing was saved yet, allChanged() was reported (BASER rewrite, reset, ABI
  * change), memory or a BASER differs from the last save, a level-1 entry the last save used
  * changed, a collection disappeared (or appeared while orphaned ITEs exist), the change log
- * overflowed, or the ITS lacks the point lookups (ItsSaveLookups). Incremental save assumes
+ * overflowed. Incremental save assumes
  * the guest did not write into the ITS's tables since the last save (the architecture forbids
  * it; a full save can be forced).
  */
@@ -55,24 +55,8 @@ import { LOCATE_NOT_IN_MEMORY, LOCATE_OUT_OF_TABLE, locateSlot } from './locate.
 import { GrowableU32, nextSetBit, prevSetBit, testBit } from './bitmap.js';
 import { TABLE_COLLECTIONS, TABLE_DEVICES, ittTableName, type RestoredTables } from './restore.js';
 
-/** O(1) lookups the incremental save needs (implemented by src/its Its). */
-export interface ItsSaveLookups {
-  /** ITT address of a mapped device, or -1. */
-  deviceIttAddr(devid: number): number;
-  /** EventID bits of a mapped device, or 0. */
-  deviceEventIdBits(devid: number): number;
-  /** LPI INTID of the ITE (devid, eventid), or 0 when there is none. */
-  translate(devid: number, eventid: number): number;
-  /** ICID of the ITE (devid, eventid) (>= 0x10000 when its collection was freed), or -1. */
-  eventCollection(devid: number, eventid: number): number;
-}
-
-type SaveableState = ItsTableState & Partial<ItsSaveLookups>;
-
-function hasLookups(s: SaveableState): s is ItsTableState & ItsSaveLookups {
-  return typeof s.deviceIttAddr === 'function' && typeof s.deviceEventIdBits === 'function' &&
-    typeof s.translate === 'function' && typeof s.eventCollection === 'function';
-}
+/** The O(1) lookups the incremental save needs: members of ItsTableState (this alias is kept for importers). */
+export type ItsSaveLookups = Pick<ItsTableState, 'deviceIttAddr' | 'deviceEventIdBits' | 'translate' | 'eventCollection'>;
 
 export interface SaveOptions {
   /** Force a full save even when an incremental one is possible. */
@@ -155,6 +139,17 @@ function ittScratch(): Uint8Array {
   }
   return ittScratchBytes;
 }
+/** Arrays one device's events are exported into (2^16: the largest ITT), shared by all savers. */
+interface ExportScratch {
+  readonly eventids: Uint32Array;
+  readonly intids: Uint32Array;
+  readonly icids: Uint32Array;
+}
+let exportArrays: ExportScratch | null = null;
+function exportScratch(): ExportScratch {
+  exportArrays ??= { eventids: new Uint32Array(ID_SPACE), intids: new Uint32Array(ID_SPACE), icids: new Uint32Array(ID_SPACE) };
+  return exportArrays;
+}
 /** Swaps the bytes of words [from, to) of the block buffer (big-endian hosts only). */
 function swapWords(words: Uint32Array, from: number, to: number): void {
   for (let i = from; i < to; i++) {
@@ -198,16 +193,12 @@ export class ItsTableSaver implements ItsChangeListener {
   private readonly evMark: Uint8Array;
   private readonly listScratch: Uint32Array;
   private readonly flippedScratch: Uint32Array;
-  // The ITT being written (fields: the forEachEvent callback cannot use locals).
+  // The ITT being written (set by encodeItt).
   private itCount = 0;
   private itLive = 0;
   private itMin = 0;
   private itMax = -1;
   private itMaxWord = -1;
-  /** Word index of the previous live ITE in the block buffer (-1: none yet), and its high word. */
-  private itPrevAt = -1;
-  private itPrevHi = 0;
-  private itPrevE = 0;
   private readonly planIds = new GrowableU32(64);
   private readonly planItts: number[] = [];
   private readonly planBits = new GrowableU32(64);
@@ -216,7 +207,6 @@ export class ItsTableSaver implements ItsChangeListener {
   private mem: GuestMemory | null = null;
   private curDev = 0;
   private curItt = 0;
-  private readonly visitEvent = (eventid: number, intid: number, icid: number): void => this.onEvent(eventid, intid, icid);
 
   constructor() {
     const s = sharedScratch();
@@ -284,7 +274,7 @@ export class ItsTableSaver implements ItsChangeListener {
   // Save
   // =====================================================================================
 
-  save(state: SaveableState, options: SaveOptions = {}): SaveResult {
+  save(state: ItsTableState, options: SaveOptions = {}): SaveResult {
     const memory = state.memory;
     if (
       !this.imageValid || this.imageMemory !== memory || this.imageBaserDevice !== state.baserDevice ||
@@ -292,7 +282,7 @@ export class ItsTableSaver implements ItsChangeListener {
     ) {
       this.dropImage();
     }
-    if (options.full !== true && this.imageValid && !this.needFull && hasLookups(state)) {
+    if (options.full !== true && this.imageValid && !this.needFull) {
       const r = this.saveIncremental(state);
       if (r !== null) return r;
     }
@@ -383,22 +373,18 @@ export class ItsTableSaver implements ItsChangeListener {
   /**
    * Writes every ITE of device devid: live ones with the delta to the next live one, orphans
    * as zero, and zero for the imaged slots (same ITT, inside it) that are no longer live.
-   * Returns the new event bitmap. Each entry is encoded once, by the forEachEvent callback,
-   * into a block buffer indexed by EventID; the planned slots are then written one by one, or,
+   * Returns the new event bitmap. The device's events are exported in bulk (exportEvents) and
+   * each entry is encoded once into a block buffer indexed by EventID; the planned slots are then written one by one, or,
    * when they are dense, as one block whose other slots are first read back from guest memory
    * so that their bytes do not change (the same bytes as KVM's per-entry writes).
    */
-  private writeItt(state: SaveableState, devid: number, itt: number, bits: number, old: DeviceImage | undefined): Uint32Array {
+  private writeItt(state: ItsTableState, devid: number, itt: number, bits: number, old: DeviceImage | undefined): Uint32Array {
     this.curDev = devid;
     this.curItt = itt;
     ittScratch();
-    this.itCount = 0;
-    this.itLive = 0;
-    this.itMin = ID_SPACE;
-    this.itMax = -1;
-    this.itMaxWord = -1;
-    this.itPrevAt = -1;
-    state.forEachEvent(devid, this.visitEvent);
+    const exp = exportScratch();
+    const count = state.exportEvents(devid, exp.eventids, exp.intids, exp.icids);
+    this.encodeItt(exp.eventids, exp.intids, exp.icids, count);
     const n = this.itCount;
     const live = this.itLive;
     const imaged = old !== undefined && old.itt === itt ? old.events : EMPTY_BITS;
@@ -414,31 +400,60 @@ export class ItsTableSaver implements ItsChangeListener {
     return this.takeEventBits(old);
   }
 
-  /** forEachEvent callback of writeItt: encodes one ITE (events come in ascending order). */
-  private onEvent(eventid: number, intid: number, icid: number): void {
+  /**
+   * Encodes the exported events of one ITT (ascending EventIDs) into the block buffer, indexed
+   * by EventID: live ITEs with `next` = delta to the next live one (0 for the last), orphans
+   * (collection gone or not written) as zero. Sets evBits / zeroBits and the it* fields.
+   */
+  private encodeItt(eventids: Uint32Array, intids: Uint32Array, icids: Uint32Array, count: number): void {
     const words = ittScratchWords!;
-    const at = eventid * 2;
-    if (this.itCount++ === 0) this.itMin = eventid; // ascending: the first is the lowest
-    this.itMax = eventid;
-    const word = eventid >>> 5;
-    if (icid >>> 0 !== icid || icid >= ICID_SPACE || this.collNow[icid] === 0) {
-      // Orphaned ITE: its collection is gone (or not written): saved as invalid.
-      words[at] = 0;
-      words[at + 1] = 0;
-      this.zeroBits[word]! |= 1 << (eventid & 31);
-      return;
+    const evBits = this.evBits;
+    const zeroBits = this.zeroBits;
+    const collNow = this.collNow;
+    this.itCount = count;
+    this.itMin = count > 0 ? eventids[0]! : ID_SPACE;
+    this.itMax = count > 0 ? eventids[count - 1]! : -1;
+    let live = 0;
+    let prevAt = -1;
+    let prevE = 0;
+    let maxWord = -1;
+    // Bits of the current 32-EventID word, stored when the word changes.
+    let bitWord = -1;
+    let bitAcc = 0;
+    for (let k = 0; k < count; k++) {
+      const e = eventids[k]!;
+      const icid = icids[k]!;
+      const at = e * 2;
+      const word = e >>> 5;
+      if (icid >= ICID_SPACE || collNow[icid] === 0) {
+        // Orphaned ITE: its collection is gone (or not written): saved as invalid.
+        words[at] = 0;
+        words[at + 1] = 0;
+        zeroBits[word]! |= 1 << (e & 31);
+        continue;
+      }
+      const intid = intids[k]!;
+      // The previous live ITE's next (its high word holds pINTID bits 31:16: 0 for 16-bit INTIDs).
+      // The previous live ITE gets its next (written as 0 for now: only pINTID bits 31:16 are set).
+      if (prevAt >= 0) words[prevAt + 1] = (((e - prevE) << 16) | words[prevAt + 1]!) >>> 0;
+      words[at] = InterruptTranslationEntry.lo(intid, icid);
+      words[at + 1] = InterruptTranslationEntry.hi(0, intid);
+      prevAt = at;
+      prevE = e;
+      live++;
+      if (word !== bitWord) {
+        if (bitWord >= 0) evBits[bitWord]! |= bitAcc;
+        bitWord = word;
+        bitAcc = 0;
+      }
+      bitAcc |= 1 << (e & 31);
     }
-    const prevAt = this.itPrevAt;
-    if (prevAt >= 0) words[prevAt + 1] = this.itPrevHi | ((eventid - this.itPrevE) << 16);
-    const hi = InterruptTranslationEntry.hi(0, intid);
-    words[at] = InterruptTranslationEntry.lo(intid, icid);
-    words[at + 1] = hi;
-    this.itPrevAt = at;
-    this.itPrevHi = hi;
-    this.itPrevE = eventid;
-    this.itLive++;
-    this.evBits[word]! |= 1 << (eventid & 31);
-    if (word > this.itMaxWord) this.itMaxWord = word;
+    if (bitWord >= 0) {
+      evBits[bitWord]! |= bitAcc;
+      maxWord = bitWord;
+    }
+    this.itLive = live;
+    this.itMaxWord = maxWord;
   }
 
   /** Zeroes (in the block buffer) the imaged slots below limit that are neither live nor orphans; returns how many. */
@@ -672,7 +687,7 @@ export class ItsTableSaver implements ItsChangeListener {
   // ---- Incremental save ----
 
   /** Returns null (having written nothing) when a full save is needed instead. */
-  private saveIncremental(state: ItsTableState & ItsSaveLookups): SaveResult | null {
+  private saveIncremental(state: ItsTableState): SaveResult | null {
     const memory = state.memory;
     const deviceTable = decodeBaser(state.baserDevice);
     const collectionTable = decodeBaser(state.baserCollection);
@@ -790,7 +805,7 @@ export class ItsTableSaver implements ItsChangeListener {
 
   /** Incremental save of the changed events [from, to) of dirtyEv, all of device devid. */
   private saveDeviceEvents(
-    state: ItsTableState & ItsSaveLookups,
+    state: ItsTableState,
     memory: GuestMemory,
     devid: number,
     img: DeviceImage,
@@ -841,7 +856,7 @@ export class ItsTableSaver implements ItsChangeListener {
     for (let i = 0; i < nList; i++) mark[list[i]!] = 0;
   }
 
-  private rewriteIte(state: ItsTableState & ItsSaveLookups, devid: number, events: Uint32Array, e: number): void {
+  private rewriteIte(state: ItsTableState, devid: number, events: Uint32Array, e: number): void {
     const next = nextSetBit(events, e + 1);
     this.writeIte(e, next < 0 ? 0 : next - e, state.translate(devid, e), state.eventCollection(devid, e));
   }
