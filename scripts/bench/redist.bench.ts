@@ -1,6 +1,7 @@
 /**
  * Redistributor (LPI system) benchmarks (bench.md):
- * - save_pending_1m: SAVE_PENDING_TABLES, 8 vCPUs, 10% of LPIs pending. KVM's LPI INTID
+ * - save_pending_1m_core (informative; bench.md's save_pending_1m, through the device
+ *   attribute, is in saverestore.bench.ts): SAVE_PENDING_TABLES, 8 vCPUs, 10% of LPIs pending. KVM's LPI INTID
  *   space is 16 bits, so "1M LPIs" are 1M references (mapped events) on the 57344 LPIs
  *   8192..65535, every one of which exists. LPIs are spread round-robin over the vCPUs
  *   (the worst case for locality: every byte of every table holds a mapped LPI).
@@ -83,7 +84,7 @@ function savePending(): BenchResult {
       for (let off = LPI_BYTES_FROM; off < LPI_BYTES_TO; off += 4) view.setUint32(base + off, off, true);
     }
   }, 15, 3);
-  return timeMetric('save_pending_1m', value, limit, 'ratio <= 3', `${LPI_END - LPI_BASE} LPIs, ${refs} refs, ${NR_VCPUS} vCPUs`);
+  return timeMetric('save_pending_1m_core', value, limit, '(info)', `LpiSystem.savePendingTables alone (the official save_pending_1m is in the saverestore suite); ${LPI_END - LPI_BASE} LPIs, ${refs} refs, ${NR_VCPUS} vCPUs`);
 }
 
 function pendingAckRate(): BenchResult {

@@ -293,14 +293,20 @@ export class Its implements ItsDevice, ItsTableState, TableWriterHost {
     const r = this.translation.addEvent(devid, eventid, intid, icid, vcpuOf(this.lpis, target));
     return r === ADD_OK || r === ADD_EXISTS;
   }
-  addEvents(devid: number, count: number, eventids: Uint32Array, intids: Uint32Array, icids: Uint16Array | Uint32Array): number {
+  addEvents(devid: number, count: number, eventids: Uint16Array | Uint32Array, intids: Uint16Array | Uint32Array, icids: Uint16Array | Uint32Array): number {
     return this.translation.addEvents(devid, count, eventids, intids, icids);
   }
   exportEvents(devid: number, eventids: Uint32Array, intids: Uint32Array, icids: Uint32Array): number {
     return this.translation.exportEvents(devid, eventids, intids, icids);
   }
+  exportEventPages(devid: number, fn: (firstEventId: number, words: Uint32Array, offset: number) => void): boolean {
+    return this.translation.exportEventPages(devid, fn);
+  }
   freeEventPages(): number {
     return this.translation.freeEventPages;
+  }
+  reserveEventStorage(devices: number, pages: number): void {
+    this.translation.reserveEventStorage(devices, pages);
   }
   clearTranslations(): void {
     this.translation.clearDevices();

@@ -85,6 +85,15 @@ export interface ItsTableState {
    * length; 2^16 always suffices). The bulk form of forEachEvent.
    */
   exportEvents(devid: number, eventids: Uint32Array, intids: Uint32Array, icids: Uint32Array): number;
+  /**
+   * Raw bulk export (the full save's fast path), page by page: for each page of
+   * EVENTS_PER_EVENT_PAGE EventIDs of the device that has storage, in ascending order,
+   * fn(firstEventId, words, offset), where words[offset + i] (read-only, valid during the
+   * call) describes EventID firstEventId + i: 0 = no ITE, else INTID in bits 15:0 and ICID in
+   * bits 31:16. Returns false, calling nothing, while some ITE of this ITS has lost its
+   * collection (exportEvents reports those).
+   */
+  exportEventPages(devid: number, fn: (firstEventId: number, words: Uint32Array, offset: number) => void): boolean;
 
   // ---- Mutators used by restore (state only; no table writes) ----
   hasCollection(icid: number): boolean;
@@ -98,12 +107,17 @@ export interface ItsTableState {
    * acquiring its LPI with its collection's target; reports deviceChanged(devid) once. All or
    * nothing for the call. Returns an ADD_EVENTS_* code.
    */
-  addEvents(devid: number, count: number, eventids: Uint32Array, intids: Uint32Array, icids: Uint16Array | Uint32Array): number;
+  addEvents(devid: number, count: number, eventids: Uint16Array | Uint32Array, intids: Uint16Array | Uint32Array, icids: Uint16Array | Uint32Array): number;
   /**
    * (added by src/its/abi) Event storage left: events live in pages of EVENTS_PER_EVENT_PAGE
    * consecutive EventIDs (EventID >> 8) of one device; this many more pages can be allocated.
    */
   freeEventPages(): number;
+  /**
+   * (added by src/its/abi) Capacity hint before bulk inserts: `devices` more devices with
+   * `pages` more event pages in all will be added. Changes no observable state.
+   */
+  reserveEventStorage(devices: number, pages: number): void;
   /** Frees every device (and its events) and every collection of this ITS. */
   clearTranslations(): void;
 

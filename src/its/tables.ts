@@ -72,44 +72,66 @@ export function cmdQueueBytes(cbaser: bigint): number {
   return ((lo32(cbaser) & 0xff) + 1) * 4096;
 }
 
+/** Why locateSlot found no slot: the table (as BASER now describes it) has none for the id. */
+export const LOCATE_OUT_OF_TABLE = -1;
+/** Why locateSlot found no slot: the table claims it, but the L1 entry or the slot is outside guest memory. */
+export const LOCATE_NOT_IN_MEMORY = -2;
+
 /**
- * vgic_its_check_id on a pre-decoded BASER. Returns the entry's guest physical address or
- * -1. Reads the level-1 entry of a two-level table from guest memory; never throws.
+ * THE implementation of KVM's vgic_its_check_id (kvm-its-abi.md 3.6), used by the commands
+ * (through locateEntryIn) and by the table ABI (src/its/abi/locate.ts): the guest physical
+ * address of entry `id` of a table, or why there is none: LOCATE_OUT_OF_TABLE (id not an ID
+ * of that table type, past the flat table or the level-1 table, or its level-1 entry
+ * invalid) or LOCATE_NOT_IN_MEMORY (level-1 entry or slot outside guest memory). Reads the
+ * level-1 entry of a two-level table from guest memory; never throws; no allocation.
  */
-export function locateEntryIn(memory: GuestMemory, g: BaserGeometry, id: number): number {
-  if (!Number.isInteger(id) || id < 0) return -1;
-  if (g.type === BASER_TYPE_DEVICE) {
-    if (id > 0xffff) return -1;
-  } else if (g.type === BASER_TYPE_COLLECTION) {
-    if (id >= 0x10000) return -1;
-  } else {
-    return -1;
-  }
-  const esz = g.entrySize;
+export function locateTableSlot(
+  memory: GuestMemory,
+  type: number,
+  indirect: boolean,
+  base: number,
+  tableBytes: number,
+  entrySize: number,
+  id: number,
+): number {
+  if (!Number.isInteger(id) || id < 0) return LOCATE_OUT_OF_TABLE;
+  // DeviceIDs and ICIDs are 16 bits (GITS_TYPER.Devbits = 15, CIL = 0).
+  if ((type !== BASER_TYPE_DEVICE && type !== BASER_TYPE_COLLECTION) || id > 0xffff) return LOCATE_OUT_OF_TABLE;
   let addr: number;
-  if (!g.indirect) {
-    if (id >= Math.floor(g.tableBytes / esz)) return -1;
-    addr = g.base + id * esz;
+  if (!indirect) {
+    if (id >= Math.floor(tableBytes / entrySize)) return LOCATE_OUT_OF_TABLE;
+    addr = base + id * entrySize;
   } else {
-    const perPage = Math.floor(ITS_TABLE_PAGE / esz);
+    const perPage = Math.floor(ITS_TABLE_PAGE / entrySize);
     const index = Math.floor(id / perPage);
-    if (index >= g.tableBytes / LVL1_ENTRY_SIZE) return -1;
-    const l1Addr = g.base + index * LVL1_ENTRY_SIZE;
-    if (!memory.contains(l1Addr, LVL1_ENTRY_SIZE)) return -1;
+    if (index >= tableBytes / LVL1_ENTRY_SIZE) return LOCATE_OUT_OF_TABLE;
+    const l1Addr = base + index * LVL1_ENTRY_SIZE;
+    if (!memory.contains(l1Addr, LVL1_ENTRY_SIZE)) return LOCATE_NOT_IN_MEMORY;
     let l1Lo: number;
     let l1Hi: number;
     try {
       l1Lo = memory.readU64Lo(l1Addr);
       l1Hi = memory.readU64Hi(l1Addr);
     } catch {
-      return -1;
+      return LOCATE_NOT_IN_MEMORY;
     }
-    if ((l1Hi >>> 31) === 0) return -1; // L1 entry not valid
+    if ((l1Hi >>> 31) === 0) return LOCATE_OUT_OF_TABLE; // L1 entry not valid
     // GENMASK(51, 16): a plain 64 KiB aligned address (not the BASER split encoding).
     const l2 = (l1Hi & 0xfffff) * TWO_POW_32 + ((l1Lo & 0xffff_0000) >>> 0);
-    addr = l2 + (id % perPage) * esz;
+    addr = l2 + (id % perPage) * entrySize;
   }
-  return memory.contains(addr, esz) ? addr : -1;
+  return memory.contains(addr, entrySize) ? addr : LOCATE_NOT_IN_MEMORY;
+}
+
+/** locateTableSlot on a pre-decoded BASER (entry size from its Entry_Size field). */
+export function locateSlotIn(memory: GuestMemory, g: BaserGeometry, id: number): number {
+  return locateTableSlot(memory, g.type, g.indirect, g.base, g.tableBytes, g.entrySize, id);
+}
+
+/** vgic_its_check_id on a pre-decoded BASER: the entry's guest physical address, or -1 (whatever the reason). */
+export function locateEntryIn(memory: GuestMemory, g: BaserGeometry, id: number): number {
+  const addr = locateSlotIn(memory, g, id);
+  return addr < 0 ? -1 : addr;
 }
 
 /** The contract's LocateEntry (table-state.ts): decodes the BASER value, then locates. */

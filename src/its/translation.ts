@@ -421,6 +421,26 @@ export class TranslationState {
   }
 
   /**
+   * Raw bulk export (save), page by page: for each 256-EventID page of the device that has
+   * storage, in ascending order, fn(firstEventId, words, offset), where words[offset + i]
+   * describes EventID firstEventId + i: 0 = no ITE, else INTID in bits 15:0 and ICID in bits
+   * 31:16. Returns false, calling nothing, while some ITE of this ITS has lost its collection
+   * (its word still holds the old ICID): use exportEvents then.
+   */
+  exportEventPages(devid: number, fn: (firstEventId: number, words: Uint32Array, offset: number) => void): boolean {
+    if (this.orphanCount !== 0) return false;
+    if (!this.isDeviceMapped(devid)) return true;
+    const dir = this.deviceDir(devid);
+    if (dir < 0) return true;
+    const dirBase = dir << DIR_SHIFT;
+    for (let d = 0; d < DIR_ENTRIES; d++) {
+      const page = this.dirPool[dirBase + d]!;
+      if (page >= 0) fn(d << PAGE_SHIFT, this.ites, page << PAGE_SHIFT);
+    }
+    return true;
+  }
+
+  /**
    * Bulk insert (restore): creates the ITEs (devid, eventids[k]) -> (intids[k], icids[k]) for
    * k < count, each taking a reference on its LPI with its collection's target, filling the
    * event pages directly. Reports deviceChanged(devid) once. All or nothing: on failure the
@@ -429,7 +449,7 @@ export class TranslationState {
    * absent), ADD_EXISTS (an ITE already there, or a duplicate EventID), ADD_ENOMEM (event-page
    * cap), ADD_EFAULT (the LPI could not be created: guest RAM fault). ADD_OK otherwise.
    */
-  addEvents(devid: number, count: number, eventids: Uint32Array, intids: Uint32Array, icids: Uint16Array | Uint32Array): number {
+  addEvents(devid: number, count: number, eventids: Uint16Array | Uint32Array, intids: Uint16Array | Uint32Array, icids: Uint16Array | Uint32Array): number {
     if (!this.isDeviceMapped(devid)) return ADD_INVALID;
     if (!(count >= 0 && count <= eventids.length && count <= intids.length && count <= icids.length)) return ADD_INVALID;
     if (count === 0) return ADD_OK;
@@ -446,6 +466,7 @@ export class TranslationState {
     const nrVcpus = lpis.nrVcpus;
     const collTarget = this.collTarget;
     const collItes = this.collItes;
+    let ites = this.ites;
     let reason = ADD_OK;
     let k = 0;
     let dirIndex = -1;
@@ -477,11 +498,12 @@ export class TranslationState {
           }
           this.dirPool[di] = page;
           this.dirLive[dir]!++;
+          ites = this.ites; // allocPage may have grown the pool
         }
         live = this.pageLive[page]!;
       }
       const slot = (page << PAGE_SHIFT) | (eventid & PAGE_MASK);
-      if (this.ites[slot] !== 0) {
+      if (ites[slot] !== 0) {
         reason = ADD_EXISTS;
         break;
       }
@@ -489,7 +511,7 @@ export class TranslationState {
         reason = ADD_EFAULT;
         break;
       }
-      this.ites[slot] = (intid | (icid << ITE_ICID_SHIFT)) >>> 0;
+      ites[slot] = (intid | (icid << ITE_ICID_SHIFT)) >>> 0;
       live++;
       collItes[icid]!++;
     }
@@ -501,7 +523,7 @@ export class TranslationState {
   }
 
   /** Removes the first `added` events of a failed addEvents and frees the pages (and directory) left empty. */
-  private undoAddEvents(devid: number, added: number, eventids: Uint32Array, failedDirIndex: number, failedPage: number): void {
+  private undoAddEvents(devid: number, added: number, eventids: Uint16Array | Uint32Array, failedDirIndex: number, failedPage: number): void {
     for (let k = 0; k < added; k++) {
       const slot = this.lookup(devid, eventids[k]!);
       if (slot >= 0) this.removeEvent(devid, eventids[k]!, slot, false);
@@ -678,18 +700,36 @@ export class TranslationState {
     const capacity = this.dirLive.length;
     if (this.dirHigh >= capacity) {
       if (capacity >= this.maxDirs()) return -1;
-      const next = Math.min(capacity * 2, this.maxDirs());
-      const pool = new Int32Array(next * DIR_ENTRIES).fill(-1);
-      pool.set(this.dirPool);
-      this.dirPool = pool;
-      const live = new Uint16Array(next);
-      live.set(this.dirLive);
-      this.dirLive = live;
-      const free = new Int32Array(next);
-      free.set(this.dirFree.subarray(0, this.dirFreeTop));
-      this.dirFree = free;
+      this.growDirs(Math.min(capacity * 2, this.maxDirs()));
     }
     return this.dirHigh++;
+  }
+
+  private growDirs(capacity: number): void {
+    const pool = new Int32Array(capacity * DIR_ENTRIES);
+    pool.set(this.dirPool);
+    pool.fill(-1, this.dirPool.length);
+    this.dirPool = pool;
+    const live = new Uint16Array(capacity);
+    live.set(this.dirLive);
+    this.dirLive = live;
+    const free = new Int32Array(capacity);
+    free.set(this.dirFree.subarray(0, this.dirFreeTop));
+    this.dirFree = free;
+  }
+
+  /**
+   * Capacity hint before a bulk insert (restore): grows the pools once so that `devices` more
+   * devices with `pages` more event pages in all fit without repeated doubling (each doubling
+   * allocates and copies the pool). Never beyond the caps; changes no state.
+   */
+  reserveEventStorage(devices: number, pages: number): void {
+    if (!(pages > 0)) return;
+    const wantPages = Math.min(this.maxEventPages, this.pageHigh + Math.max(0, pages - this.pageFreeTop));
+    if (wantPages > this.pageLive.length) this.growPages(wantPages);
+    const newDirs = Math.min(Math.max(0, devices), pages);
+    const wantDirs = Math.min(this.maxDirs(), this.dirHigh + Math.max(0, newDirs - this.dirFreeTop));
+    if (wantDirs > this.dirLive.length) this.growDirs(wantDirs);
   }
 
   /** Directory entries are already -1 when a directory is freed. */

@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { baserAddress, baserTableBytes, cbaserAddress, cmdQueueBytes, decodeBaser, locateEntry } from '../../src/its/tables.js';
+import {
+  LOCATE_NOT_IN_MEMORY, LOCATE_OUT_OF_TABLE, baserAddress, baserTableBytes, cbaserAddress, cmdQueueBytes, decodeBaser,
+  locateEntry, locateSlotIn,
+} from '../../src/its/tables.js';
+import { decodeBaser as decodeAbiBaser } from '../../src/its/abi/baser.js';
+import { locateSlot } from '../../src/its/abi/locate.js';
 import { RAM_BASE, RAM_END, VALID, makeMemory } from './helpers.js';
 
 const TYPE_DEVICE = 1n << 56n;
@@ -90,5 +95,35 @@ describe('locateEntry (vgic_its_check_id)', () => {
   it('never throws on odd ids', () => {
     const b = baser(TYPE_DEVICE, T);
     for (const id of [-1, 0.5, Number.NaN, Infinity, 2 ** 32, 2 ** 53]) expect(locateEntry(memory, b, id)).toBe(-1);
+  });
+});
+
+describe('one vgic_its_check_id for the core and the table ABI', () => {
+  it('tells why there is no slot, and the ABI adapter agrees with the core on every case', () => {
+    const mem = makeMemory();
+    const l1 = RAM_BASE + 0x5_0000;
+    const l2 = RAM_BASE + 0x6_0000;
+    // L1[0] valid -> l2; L1[1] invalid; L1[2] valid but its page is outside RAM (0x10_0000_0000).
+    mem.writeU64Big(l1, VALID | BigInt(l2));
+    mem.writeU64Big(l1 + 16, VALID | 0x10_0000_0000n);
+    const indirect = baser(TYPE_DEVICE, l1, 1, true);
+    const flatNearEnd = baser(TYPE_DEVICE, RAM_END - 0x1_0000, 2); // second page outside RAM
+    const l1Outside = baser(TYPE_DEVICE, 0x1000_0000, 1, true);
+    const cases: [bigint, number, number][] = [
+      [indirect, 3, l2 + 3 * 8],
+      [indirect, 8192, LOCATE_OUT_OF_TABLE], // L1[1] invalid
+      [indirect, 2 * 8192, LOCATE_NOT_IN_MEMORY], // L2 page outside RAM
+      [indirect, 0x10000, LOCATE_OUT_OF_TABLE], // past the 16-bit ID space
+      [flatNearEnd, 8191, RAM_END - 8],
+      [flatNearEnd, 8192, LOCATE_NOT_IN_MEMORY], // slot 8192 = RAM_END: in the table, not in RAM
+      [flatNearEnd, 2 * 8192, LOCATE_OUT_OF_TABLE], // past 2 pages of 8192 slots
+      [l1Outside, 0, LOCATE_NOT_IN_MEMORY],
+      [baser(2n << 56n, RAM_BASE), 0, LOCATE_OUT_OF_TABLE], // not a device/collection table
+    ];
+    for (const [b, id, want] of cases) {
+      expect(locateSlotIn(mem, decodeBaser(b), id)).toBe(want);
+      expect(locateSlot(mem, decodeAbiBaser(b), id)).toBe(want);
+      expect(locateEntry(mem, b, id)).toBe(want < 0 ? -1 : want);
+    }
   });
 });

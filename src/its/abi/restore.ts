@@ -8,7 +8,10 @@
  * 2. check what apply will touch: the LPI property byte and (for a targeted LPI) the pending
  *    byte of every LPI the restore would create, at the point of the walk where KVM would
  *    read them, so the errno and its order match KVM's.
- * 3. apply through the ItsTableState mutators (which create the LPIs, consuming pending bits).
+ *    Also there: the ITS's event storage must hold the staged ITEs (else -ENOMEM, as KVM's ITE
+ *    allocation failing).
+ * 3. apply through the ItsTableState mutators (which create the LPIs, consuming pending bits):
+ *    collections, then per device addDevice and one bulk addEvents.
  *
  * Errors are KVM's errno in a TableError naming the table, the entry index and the field.
  *
@@ -39,7 +42,7 @@ import { SCAN_LAST_FOUND, TableReader, entryHex, scanTable } from './scan.js';
 
 /** Largest EventID bits a DTE may carry (2026 fix: Size > 15 is -EINVAL). */
 export const MAX_DTE_EVENTID_BITS = 16;
-const LPI_LIMIT = 2 ** MAX_LPI_INTID_BITS;
+const LPI_LIMIT = (1 << MAX_LPI_INTID_BITS) >>> 0;
 /** collection target markers in the staging map. */
 const ABSENT = -2;
 const NOT_MAPPED = -1;
@@ -67,9 +70,13 @@ export class RestoredTables {
   readonly devDteAddr = new GrowableF64(16);
   /** Index of the device's first event in ev*; the device's events end at the next device's first. */
   readonly devFirstEvent = new GrowableU32(16);
-  /** Events: EventID, INTID, ICID; the first `events` entries are valid. */
-  evId: Uint32Array = new Uint32Array(4096);
-  evIntid: Uint32Array = new Uint32Array(4096);
+  /**
+   * Events: EventID, INTID, ICID; the first `events` entries are valid. All three are 16-bit
+   * (EventIDs < 2^16, LPI INTIDs < 2^16, ICIDs): 6 bytes per staged event, because staging
+   * a million events is bound by the memory it touches.
+   */
+  evId: Uint16Array = new Uint16Array(4096);
+  evIntid: Uint16Array = new Uint16Array(4096);
   evIcid: Uint16Array = new Uint16Array(4096);
   events = 0;
 
@@ -93,10 +100,10 @@ export class RestoredTables {
     let size = this.evId.length * 2;
     while (size < need) size *= 2;
     const n = this.events;
-    const evId = new Uint32Array(size);
+    const evId = new Uint16Array(size);
     evId.set(this.evId.subarray(0, n));
     this.evId = evId;
-    const evIntid = new Uint32Array(size);
+    const evIntid = new Uint16Array(size);
     evIntid.set(this.evIntid.subarray(0, n));
     this.evIntid = evIntid;
     const evIcid = new Uint16Array(size);
@@ -132,6 +139,10 @@ class Stager {
   /** Event pages the ITS can still allocate (freeEventPages) and pages the staged ITEs need. */
   private readonly pagesFree: number;
   private pagesTaken = 0;
+  /** Event pages the staged ITEs need. */
+  get eventPages(): number {
+    return this.pagesTaken;
+  }
   private readonly visitDte = (id: number, lo: number, hi: number): number => this.restoreDte(id, lo, hi);
 
   constructor(
@@ -301,7 +312,9 @@ class Stager {
       for (;;) {
         const lo = words[event * 2]!;
         const hi = words[event * 2 + 1]!;
-        const intid = InterruptTranslationEntry.intid(lo, hi);
+        // pINTID bits 31:16 set: not an LPI of the 16-bit space (the error path decodes it in full);
+        // else pINTID is lo's top half (small-integer arithmetic on the per-event path).
+        const intid = (hi & 0xffff) !== 0 ? 0x10000 : lo >>> 16; // 0x10000: >= LPI_LIMIT, rejected below
         let step = 1; // pINTID 0: an invalid entry, look at the next slot
         if (intid !== 0) {
           const icid = InterruptTranslationEntry.icid(lo);
@@ -447,6 +460,7 @@ export function restoreTables(state: ItsTableState, onRestored?: (r: RestoredTab
   if (collectionTable.valid) stager.stageCollections();
   if (deviceTable.valid) stager.stageDevices();
   const r = stager.out;
+  state.reserveEventStorage(r.devices, stager.eventPages);
   applyStaged(state, r);
   onRestored?.(r);
   const summary = { collections: r.collections, devices: r.devices, events: r.events };

@@ -44,7 +44,7 @@
  */
 import type { GuestMemory } from '../../memory/guest-memory.js';
 import { Errno, ErrnoError } from '../../util/errno.js';
-import type { ItsChangeListener, ItsTableState } from '../table-state.js';
+import { EVENTS_PER_EVENT_PAGE, type ItsChangeListener, type ItsTableState } from '../table-state.js';
 import { decodeBaser, type TableGeometry } from './baser.js';
 import { CTE_TARGET_NOT_MAPPED, CollectionTableEntry } from './cte.js';
 import { DeviceTableEntry } from './dte.js';
@@ -193,12 +193,20 @@ export class ItsTableSaver implements ItsChangeListener {
   private readonly evMark: Uint8Array;
   private readonly listScratch: Uint32Array;
   private readonly flippedScratch: Uint32Array;
-  // The ITT being written (set by encodeItt).
+  // The ITT being written (set by startItt, encodePage / encodeItt, finishItt).
   private itCount = 0;
   private itLive = 0;
   private itMin = 0;
   private itMax = -1;
   private itMaxWord = -1;
+  /** Word index of the previous live ITE in the block buffer (-1: none yet), and its EventID. */
+  private itPrevAt = -1;
+  private itPrevE = 0;
+  /** evBits word being accumulated (-1: none) and its bits. */
+  private itBitWord = -1;
+  private itBitAcc = 0;
+  private readonly visitPage = (firstEventId: number, words: Uint32Array, offset: number): void =>
+    this.encodePage(firstEventId, words, offset);
   private readonly planIds = new GrowableU32(64);
   private readonly planItts: number[] = [];
   private readonly planBits = new GrowableU32(64);
@@ -382,9 +390,13 @@ export class ItsTableSaver implements ItsChangeListener {
     this.curDev = devid;
     this.curItt = itt;
     ittScratch();
-    const exp = exportScratch();
-    const count = state.exportEvents(devid, exp.eventids, exp.intids, exp.icids);
-    this.encodeItt(exp.eventids, exp.intids, exp.icids, count);
+    this.startItt();
+    if (!state.exportEventPages(devid, this.visitPage)) {
+      const exp = exportScratch();
+      const count = state.exportEvents(devid, exp.eventids, exp.intids, exp.icids);
+      this.encodeItt(exp.eventids, exp.intids, exp.icids, count);
+    }
+    this.finishItt();
     const n = this.itCount;
     const live = this.itLive;
     const imaged = old !== undefined && old.itt === itt ? old.events : EMPTY_BITS;
@@ -400,10 +412,88 @@ export class ItsTableSaver implements ItsChangeListener {
     return this.takeEventBits(old);
   }
 
+  private startItt(): void {
+    this.itCount = 0;
+    this.itLive = 0;
+    this.itMin = ID_SPACE;
+    this.itMax = -1;
+    this.itMaxWord = -1;
+    this.itPrevAt = -1;
+    this.itPrevE = 0;
+    this.itBitWord = -1;
+    this.itBitAcc = 0;
+  }
+
+  private finishItt(): void {
+    if (this.itBitWord >= 0) {
+      this.evBits[this.itBitWord]! |= this.itBitAcc;
+      this.itMaxWord = this.itBitWord;
+    }
+  }
+
   /**
-   * Encodes the exported events of one ITT (ascending EventIDs) into the block buffer, indexed
-   * by EventID: live ITEs with `next` = delta to the next live one (0 for the last), orphans
-   * (collection gone or not written) as zero. Sets evBits / zeroBits and the it* fields.
+   * Encodes one page of raw event words (exportEventPages; EventIDs ascending across calls)
+   * into the block buffer, indexed by EventID: live ITEs with `next` = delta to the next live
+   * one (0 for the last), ITEs whose collection is not written as zero (orphans). Keeps the
+   * per-ITT state in locals for the page and in the it* fields between pages.
+   */
+  private encodePage(firstEventId: number, src: Uint32Array, offset: number): void {
+    const words = ittScratchWords!;
+    const evBits = this.evBits;
+    const zeroBits = this.zeroBits;
+    const collNow = this.collNow;
+    let count = this.itCount;
+    let live = this.itLive;
+    let prevAt = this.itPrevAt;
+    let prevE = this.itPrevE;
+    let bitWord = this.itBitWord;
+    let bitAcc = this.itBitAcc;
+    let min = this.itMin;
+    let max = this.itMax;
+    for (let i = 0; i < EVENTS_PER_EVENT_PAGE; i++) {
+      const v = src[offset + i]!;
+      if (v === 0) continue;
+      const e = firstEventId + i;
+      const at = e * 2;
+      if (count++ === 0) min = e;
+      max = e;
+      const icid = v >>> 16;
+      if (collNow[icid] === 0) {
+        // The collection is not written (the table can no longer hold it): saved as invalid.
+        words[at] = 0;
+        words[at + 1] = 0;
+        zeroBits[e >>> 5]! |= 1 << (e & 31);
+        continue;
+      }
+      const intid = v & 0xffff;
+      // The previous live ITE's high word, now that its next is known (pINTID < 2^16: no high bits).
+      if (prevAt >= 0) words[prevAt + 1] = InterruptTranslationEntry.hi(e - prevE, 0);
+      words[at] = InterruptTranslationEntry.lo(intid, icid);
+      words[at + 1] = 0; // next = 0 until a later live ITE is found; pINTID bits 31:16 = 0
+      prevAt = at;
+      prevE = e;
+      live++;
+      const word = e >>> 5;
+      if (word !== bitWord) {
+        if (bitWord >= 0) evBits[bitWord]! |= bitAcc;
+        bitWord = word;
+        bitAcc = 0;
+      }
+      bitAcc |= 1 << (e & 31);
+    }
+    this.itCount = count;
+    this.itLive = live;
+    this.itPrevAt = prevAt;
+    this.itPrevE = prevE;
+    this.itBitWord = bitWord;
+    this.itBitAcc = bitAcc;
+    this.itMin = min;
+    this.itMax = max;
+  }
+
+  /**
+   * Encodes the exported events of one ITT (exportEvents: ascending EventIDs, icid
+   * ITE_NO_COLLECTION for orphans) as encodePage does. Used while the ITS has orphaned ITEs.
    */
   private encodeItt(eventids: Uint32Array, intids: Uint32Array, icids: Uint32Array, count: number): void {
     const words = ittScratchWords!;
@@ -416,31 +506,27 @@ export class ItsTableSaver implements ItsChangeListener {
     let live = 0;
     let prevAt = -1;
     let prevE = 0;
-    let maxWord = -1;
-    // Bits of the current 32-EventID word, stored when the word changes.
     let bitWord = -1;
     let bitAcc = 0;
     for (let k = 0; k < count; k++) {
       const e = eventids[k]!;
       const icid = icids[k]!;
       const at = e * 2;
-      const word = e >>> 5;
       if (icid >= ICID_SPACE || collNow[icid] === 0) {
         // Orphaned ITE: its collection is gone (or not written): saved as invalid.
         words[at] = 0;
         words[at + 1] = 0;
-        zeroBits[word]! |= 1 << (e & 31);
+        zeroBits[e >>> 5]! |= 1 << (e & 31);
         continue;
       }
       const intid = intids[k]!;
-      // The previous live ITE's next (its high word holds pINTID bits 31:16: 0 for 16-bit INTIDs).
-      // The previous live ITE gets its next (written as 0 for now: only pINTID bits 31:16 are set).
       if (prevAt >= 0) words[prevAt + 1] = (((e - prevE) << 16) | words[prevAt + 1]!) >>> 0;
       words[at] = InterruptTranslationEntry.lo(intid, icid);
       words[at + 1] = InterruptTranslationEntry.hi(0, intid);
       prevAt = at;
       prevE = e;
       live++;
+      const word = e >>> 5;
       if (word !== bitWord) {
         if (bitWord >= 0) evBits[bitWord]! |= bitAcc;
         bitWord = word;
@@ -448,12 +534,9 @@ export class ItsTableSaver implements ItsChangeListener {
       }
       bitAcc |= 1 << (e & 31);
     }
-    if (bitWord >= 0) {
-      evBits[bitWord]! |= bitAcc;
-      maxWord = bitWord;
-    }
     this.itLive = live;
-    this.itMaxWord = maxWord;
+    this.itBitWord = bitWord;
+    this.itBitAcc = bitAcc;
   }
 
   /** Zeroes (in the block buffer) the imaged slots below limit that are neither live nor orphans; returns how many. */
