@@ -3,7 +3,7 @@
  * whose listener is gone, refusing a live one) or inherited as --fd N. Accepts on the
  * event loop.
  */
-import { chmodSync, fstatSync, lstatSync, unlinkSync } from 'node:fs';
+import { chmodSync, fstatSync, lstatSync, renameSync, rmSync, unlinkSync } from 'node:fs';
 import { POLL_READABLE, type PollHandle } from '../native/binding.js';
 import { native } from '../native/index.js';
 import { Errno } from '../util/errno.js';
@@ -70,21 +70,29 @@ export class Listener {
   /** Creates the socket file (mode 0600). Returns the listener and whether a stale file was replaced. */
   static onPath(path: string): { listener: Listener; replacedStale: boolean } {
     const replacedStale = clearStaleSocket(path) === 'replaced';
+    // Listen on a temporary name in the same directory, then rename it into place: the socket
+    // file appears only once it accepts connections, so a VMM (or test) that waits for the
+    // file never gets ECONNREFUSED. sun_path holds 107 bytes: fall back to the path itself.
+    const tmp = `${path}.${process.pid}.tmp`;
+    const bindPath = Buffer.byteLength(tmp) <= 107 ? tmp : path;
+    if (bindPath !== path) rmSync(bindPath, { force: true });
     // The umask covers the window between bind() and chmod(): the file is never wider than 0600.
     const oldMask = process.umask(0o177);
     let fd: number;
     try {
-      fd = native.listenUnix(path, BACKLOG, 0o600);
+      fd = native.listenUnix(bindPath, BACKLOG, 0o600);
     } catch (e) {
       throw new ListenError(`cannot listen on ${path}: ${(e as Error).message}`);
     } finally {
       process.umask(oldMask);
     }
     try {
-      chmodSync(path, 0o600);
+      chmodSync(bindPath, 0o600);
+      if (bindPath !== path) renameSync(bindPath, path);
     } catch (e) {
       native.close(fd);
-      throw new ListenError(`cannot set the mode of ${path}: ${(e as Error).message}`);
+      rmSync(bindPath, { force: true });
+      throw new ListenError(`cannot create ${path}: ${(e as Error).message}`);
     }
     return { listener: new Listener(fd, path, true), replacedStale };
   }
