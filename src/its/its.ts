@@ -17,7 +17,7 @@ import { CommandProcessor } from './command-queue.js';
 import { vcpuOf, type CommandContext } from './commands/context.js';
 import { CMD_OK, E_DTE_WRITE_FAULT, E_INTERNAL, E_ITE_WRITE_FAULT } from './commands/errors.js';
 import { ItsRegisterFile, type RegisterEffects } from './registers.js';
-import type { ItsChangeListener, ItsTableState } from './table-state.js';
+import type { ItsChangeListener, ItsTableState, StagedEvents } from './table-state.js';
 import { ZeroingTableWriter, type ItsTableWriter, type TableWriterHost } from './table-writer.js';
 import type { BaserGeometry } from './tables.js';
 import {
@@ -295,6 +295,9 @@ export class Its implements ItsDevice, ItsTableState, TableWriterHost {
   }
   addEvents(devid: number, count: number, eventids: Uint16Array | Uint32Array, intids: Uint16Array | Uint32Array, icids: Uint16Array | Uint32Array): number {
     return this.translation.addEvents(devid, count, eventids, intids, icids);
+  }
+  importEvents(staged: StagedEvents): number {
+    return this.translation.importEvents(staged);
   }
   exportEvents(devid: number, eventids: Uint32Array, intids: Uint32Array, icids: Uint32Array): number {
     return this.translation.exportEvents(devid, eventids, intids, icids);

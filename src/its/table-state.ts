@@ -42,6 +42,38 @@ export const ADD_EVENTS_EFAULT = 3;
 /** Device not mapped, EventID out of range, INTID out of range or collection absent. */
 export const ADD_EVENTS_INVALID = 4;
 
+/**
+ * (added by src/its/abi) ITEs staged by a restore, already validated, in the event-page format
+ * of the ITS (ItsTableState.importEvents): per page EVENTS_PER_EVENT_PAGE words (INTID in bits
+ * 15:0, ICID in bits 31:16; 0 = no ITE), and the counts the ITS needs to take the LPI
+ * references and count the collections' ITEs without looking at every ITE again.
+ */
+export interface StagedEvents {
+  /** Devices, each added (addDevice) and without ITEs, in ascending DeviceID order. */
+  readonly deviceCount: number;
+  readonly deviceIds: Uint32Array;
+  /** Index of each device's first page; a device's pages end where the next device's begin (the last one's at pageCount). */
+  readonly deviceFirstPage: Uint32Array;
+  readonly pageCount: number;
+  /** pageCount * EVENTS_PER_EVENT_PAGE words. */
+  readonly pageWords: Uint32Array;
+  /** EventID >> 8 of each page (ascending within a device). */
+  readonly pageSlot: Uint8Array;
+  /** ITEs in each page. */
+  readonly pageLive: Uint16Array;
+  /** Total ITEs. */
+  readonly eventCount: number;
+  /** The INTIDs the ITEs name (each once); per INTID the number of ITEs, and the vCPU a new LPI targets (NO_VCPU: none). */
+  readonly lpiCount: number;
+  readonly lpiIds: Uint32Array;
+  readonly lpiRefs: Uint32Array;
+  readonly lpiTarget: Int32Array;
+  /** The ICIDs the ITEs name (each once); per ICID the number of ITEs. */
+  readonly icidCount: number;
+  readonly icidIds: Uint32Array;
+  readonly icidRefs: Uint32Array;
+}
+
 /** Receives every change of translation state, so the ABI can save incrementally. */
 export interface ItsChangeListener {
   deviceChanged(devid: number): void;
@@ -108,6 +140,15 @@ export interface ItsTableState {
    * nothing for the call. Returns an ADD_EVENTS_* code.
    */
   addEvents(devid: number, count: number, eventids: Uint16Array | Uint32Array, intids: Uint16Array | Uint32Array, icids: Uint16Array | Uint32Array): number;
+  /**
+   * (added by src/its/abi) Bulk insert of a restore's staged ITEs: copies the pages into the
+   * event storage and takes each LPI's references at once (acquireMany: a new LPI is created
+   * with its staged target, reading its property byte and consuming its pending bit).
+   * Reports deviceChanged once per device. All or nothing; returns an ADD_EVENTS_* code
+   * (INVALID: a device not mapped or out of order, a collection absent, an INTID out of range;
+   * EXISTS: a device already has ITEs; ENOMEM: event storage; EFAULT: an LPI creation fault).
+   */
+  importEvents(staged: StagedEvents): number;
   /**
    * (added by src/its/abi) Event storage left: events live in pages of EVENTS_PER_EVENT_PAGE
    * consecutive EventIDs (EventID >> 8) of one device; this many more pages can be allocated.

@@ -19,7 +19,7 @@
 import { MAX_LPI_INTID_BITS, NO_VCPU, type LpiSystem } from '../redist/types.js';
 import {
   ADD_EVENTS_EFAULT, ADD_EVENTS_ENOMEM, ADD_EVENTS_EXISTS, ADD_EVENTS_INVALID, ADD_EVENTS_OK, COLLECTION_NOT_MAPPED,
-  EVENTS_PER_EVENT_PAGE, ITE_NO_COLLECTION, type ItsChangeListener,
+  EVENTS_PER_EVENT_PAGE, ITE_NO_COLLECTION, type ItsChangeListener, type StagedEvents,
 } from './table-state.js';
 
 /** EventIDs per event page. */
@@ -520,6 +520,79 @@ export class TranslationState {
     if (reason !== ADD_OK) this.undoAddEvents(devid, k, eventids, dirIndex, page);
     if (k > 0 || reason === ADD_OK) this.listener?.deviceChanged(devid);
     return reason;
+  }
+
+  /**
+   * Bulk insert of a restore's staged ITEs (ItsTableState.importEvents): everything is checked
+   * first, then the LPI references are taken (the only step that can fail: undone), then the
+   * pages are copied into the pool. The words themselves were validated by the stager (INTID
+   * in the LPI space, ICID one of icidIds); the counts must describe them.
+   */
+  importEvents(s: StagedEvents): number {
+    const devices = s.deviceCount;
+    const pages = s.pageCount;
+    if (!(devices >= 0 && pages >= 0 && devices <= s.deviceIds.length && devices <= s.deviceFirstPage.length)) return ADD_INVALID;
+    if (pages > s.pageSlot.length || pages > s.pageLive.length || pages * EVENTS_PER_PAGE > s.pageWords.length) return ADD_INVALID;
+    let prevDev = -1;
+    let prevFirst = 0;
+    for (let d = 0; d < devices; d++) {
+      const devid = s.deviceIds[d]!;
+      const first = s.deviceFirstPage[d]!;
+      if (devid <= prevDev || !this.isDeviceMapped(devid) || first < prevFirst || first > pages) return ADD_INVALID;
+      if (this.deviceDir(devid) >= 0) return ADD_EXISTS;
+      const end = d + 1 < devices ? s.deviceFirstPage[d + 1]! : pages;
+      const bits = this.devMeta[devid]! & META_BITS_MASK;
+      for (let p = first; p < end; p++) {
+        const slot = s.pageSlot[p]!;
+        if ((p > first && slot <= s.pageSlot[p - 1]!) || (slot << PAGE_SHIFT) >>> bits !== 0) return ADD_INVALID;
+      }
+      prevDev = devid;
+      prevFirst = first;
+    }
+    if (devices === 0 && pages !== 0) return ADD_INVALID;
+    for (let i = 0; i < s.icidCount; i++) {
+      const icid = s.icidIds[i]!;
+      if (icid >= MAX_COLLECTION_IDS || this.collTarget[icid] === COLLECTION_ABSENT) return ADD_INVALID;
+    }
+    for (let i = 0; i < s.lpiCount; i++) {
+      const intid = s.lpiIds[i]!;
+      if (intid === 0 || intid >= INTID_LIMIT) return ADD_INVALID;
+    }
+    if (pages > this.freeEventPages) return ADD_ENOMEM;
+
+    // LPI references, one call per LPI.
+    const lpis = this.lpis;
+    for (let i = 0; i < s.lpiCount; i++) {
+      const intid = s.lpiIds[i]!;
+      if (!lpis.acquireMany(intid, s.lpiTarget[intid]!, s.lpiRefs[intid]!)) {
+        for (let j = 0; j < i; j++) lpis.releaseMany(s.lpiIds[j]!, s.lpiRefs[s.lpiIds[j]!]!);
+        return ADD_EFAULT;
+      }
+    }
+
+    // Storage: one directory per device with pages, the pages copied in.
+    this.reserveEventStorage(devices, pages);
+    for (let d = 0; d < devices; d++) {
+      const devid = s.deviceIds[d]!;
+      const first = s.deviceFirstPage[d]!;
+      const end = d + 1 < devices ? s.deviceFirstPage[d + 1]! : pages;
+      if (end > first) {
+        const dir = this.allocDir();
+        this.setDeviceDir(devid, dir);
+        const dirBase = dir << DIR_SHIFT;
+        for (let p = first; p < end; p++) {
+          const page = this.allocPage();
+          this.ites.set(s.pageWords.subarray(p * EVENTS_PER_PAGE, (p + 1) * EVENTS_PER_PAGE), page << PAGE_SHIFT);
+          this.pageLive[page] = s.pageLive[p]!;
+          this.dirPool[dirBase | s.pageSlot[p]!] = page;
+        }
+        this.dirLive[dir] = end - first;
+      }
+      this.listener?.deviceChanged(devid);
+    }
+    this.eventCount += s.eventCount;
+    for (let i = 0; i < s.icidCount; i++) this.collItes[s.icidIds[i]!]! += s.icidRefs[s.icidIds[i]!]!;
+    return ADD_OK;
   }
 
   /** Removes the first `added` events of a failed addEvents and frees the pages (and directory) left empty. */

@@ -30,7 +30,7 @@
  */
 import { Errno, ErrnoError } from '../util/errno.js';
 import { GuestMemoryFault, GuestMemoryFrozen } from './errors.js';
-import type { GuestMemory, GuestRegion } from './guest-memory.js';
+import type { GuestMemory, GuestRegion, WordWindow } from './guest-memory.js';
 import { GUEST_PAGE_SIZE, dirtyLogBytesFor } from './region-table.js';
 
 /** Default chunk size: 2 GiB (below Node's 4 GiB cap on one external ArrayBuffer). */
@@ -62,6 +62,8 @@ interface Chunk {
   readonly length: number;
   readonly view: DataView;
   readonly bytes: Uint8Array;
+  /** u32 view of the chunk (created on first wordWindow; null when the chunk is not 4-byte aligned). */
+  words: Uint32Array | null | undefined;
   /** Dirty-log bytes covering this chunk (null without a log) and the bit of its first page. */
   log: Uint8Array | null;
   logView: DataView | null;
@@ -73,6 +75,8 @@ const EMPTY_VIEW = new DataView(new ArrayBuffer(0));
 const scratchBytes = new Uint8Array(8);
 const scratchView = new DataView(scratchBytes.buffer);
 const scratchWords = new Uint32Array(2);
+
+const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 const WRITE = true;
 const READ = false;
@@ -156,7 +160,7 @@ export abstract class ChunkedGuestMemory implements GuestMemory {
           throw new Error(`internal: chunk ${k} of region at 0x${r.gpa.toString(16)} is ${view.byteLength} bytes, expected ${length}`);
         }
         const bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
-        this.chunks.push({ start, end: start + length, length, view, bytes, log: null, logView: null, logShift: 0 });
+        this.chunks.push({ start, end: start + length, length, view, bytes, words: undefined, log: null, logView: null, logShift: 0 });
       });
     }
   }
@@ -355,6 +359,19 @@ export abstract class ChunkedGuestMemory implements GuestMemory {
       dst.set(c.bytes.subarray(off, off + n), dstOffset + done);
       done += n;
     }
+  }
+
+  wordWindow(gpa: number, len: number): WordWindow | null {
+    if (!HOST_LITTLE_ENDIAN || gpa % 4 !== 0) return null;
+    const r = this.regionOf(gpa, len);
+    if (r < 0) return null;
+    const c = this.chunkAt(r, gpa);
+    if (gpa + len > c.end) return null;
+    if (c.words === undefined) {
+      c.words = c.bytes.byteOffset % 4 === 0 ? new Uint32Array(c.bytes.buffer, c.bytes.byteOffset, c.length >>> 2) : null;
+    }
+    if (c.words === null || c.words.length === 0) return null; // (a detached buffer: a closed mapping)
+    return { words: c.words, index: (gpa - c.start) / 4 };
   }
 
   // ---------------------------------------------------------------------------------------

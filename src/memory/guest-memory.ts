@@ -24,6 +24,13 @@ export interface GuestRegion {
   readonly size: number;
 }
 
+/** See GuestMemory.wordWindow. */
+export interface WordWindow {
+  readonly words: Uint32Array;
+  /** Index in `words` of the word at the requested GPA. */
+  readonly index: number;
+}
+
 export interface GuestMemory {
   /** The region table, sorted by gpa. */
   readonly regions: readonly GuestRegion[];
@@ -47,6 +54,14 @@ export interface GuestMemory {
   readU64Big(gpa: number): bigint;
   /** Copies len bytes at gpa into dst[dstOffset..]. */
   readBytes(gpa: number, dst: Uint8Array, dstOffset?: number, len?: number): void;
+  /**
+   * Zero-copy bulk read of little-endian u32 words (table walks): when [gpa, gpa + len) lies
+   * in one backing view, gpa is 4-byte aligned and the host is little-endian, returns a
+   * Uint32Array over that view and the index of the word at gpa; else null (use readBytes or
+   * readU64Into). The array aliases guest RAM, which the guest may change at any time: read
+   * each word once, never write through it, do not keep it beyond the synchronous call.
+   */
+  wordWindow(gpa: number, len: number): WordWindow | null;
 
   writeU8(gpa: number, value: number): void;
   writeU16(gpa: number, value: number): void;

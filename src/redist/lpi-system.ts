@@ -430,6 +430,31 @@ export class LpiRedistributors implements LpiSystem {
     return true;
   }
 
+  acquireMany(intid: number, target: number, count: number): boolean {
+    if (!(count >= 1 && count <= U32_MAX) || count % 1 !== 0 || !inLpiSpace(intid)) return false;
+    const rc = this.refcounts[intid]!;
+    if (rc === 0) {
+      if (!this.acquire(intid, target)) return false;
+      this.refcounts[intid] = count;
+      return true;
+    }
+    if (count > U32_MAX - rc) return false;
+    this.refcounts[intid] = rc + count;
+    return true;
+  }
+
+  releaseMany(intid: number, count: number): void {
+    if (!inLpiSpace(intid) || !(count >= 1) || count % 1 !== 0) return;
+    const rc = this.refcounts[intid]!;
+    if (rc === 0) return;
+    if (count < rc) {
+      this.refcounts[intid] = rc - count;
+      return;
+    }
+    this.refcounts[intid] = 1;
+    this.release(intid);
+  }
+
   release(intid: number): void {
     if (!inLpiSpace(intid)) return;
     const rc = this.refcounts[intid]!;

@@ -85,8 +85,12 @@ export interface LpiSystem {
    * a guest RAM fault made the creation impossible (KVM: -EFAULT).
    */
   acquire(intid: number, target: number): boolean;
+  /** `count` (>= 1) acquire()s at once (table restore). False: none taken. */
+  acquireMany(intid: number, target: number, count: number): boolean;
   /** Drops a reference; the last one frees the LPI (pending state lost). */
   release(intid: number): void;
+  /** `count` release()s at once. */
+  releaseMany(intid: number, count: number): void;
   exists(intid: number): boolean;
   refcount(intid: number): number;
   target(intid: number): number;

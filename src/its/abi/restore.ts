@@ -4,14 +4,18 @@
  * Three phases, so that a rejected image leaves the ITS exactly as it was:
  * 1. stage: walk the collection table, then the device table (flat or two-level) and each
  *    ITT, exactly in KVM's order, validating every entry and recording it in plain typed
- *    arrays. Nothing in the ITS or the LPI system changes, nothing is written to guest RAM.
+ *    arrays: ITEs already in the ITS's event-page format, plus the number of ITEs per LPI and
+ *    per collection. Nothing in the ITS or the LPI system changes, nothing is written to
+ *    guest RAM. An ITT inside one backing view of guest memory is read in place.
  * 2. check what apply will touch: the LPI property byte and (for a targeted LPI) the pending
  *    byte of every LPI the restore would create, at the point of the walk where KVM would
  *    read them, so the errno and its order match KVM's.
  *    Also there: the ITS's event storage must hold the staged ITEs (else -ENOMEM, as KVM's ITE
  *    allocation failing).
- * 3. apply through the ItsTableState mutators (which create the LPIs, consuming pending bits):
- *    collections, then per device addDevice and one bulk addEvents.
+ * 3. apply through the ItsTableState mutators: collections, devices, then one importEvents
+ *    that copies the staged pages and takes each LPI's references at once (creating the LPI,
+ *    consuming its pending bit, with its first ITE's target: the state KVM's per-ITE
+ *    vgic_add_lpi calls leave).
  *
  * Errors are KVM's errno in a TableError naming the table, the entry index and the field.
  *
@@ -24,11 +28,11 @@
  *   DTE is -EINVAL; walking up to 2M such pages of 8192 slots is not bounded in practice.
  */
 import type { GuestMemory } from '../../memory/guest-memory.js';
-import { LPI_BASE, MAX_LPI_INTID_BITS } from '../../redist/types.js';
+import { LPI_BASE, MAX_LPI_INTID_BITS, NO_VCPU } from '../../redist/types.js';
 import { Errno } from '../../util/errno.js';
 import {
   ADD_EVENTS_EFAULT, ADD_EVENTS_ENOMEM, ADD_EVENTS_EXISTS, ADD_EVENTS_INVALID, ADD_EVENTS_OK, COLLECTION_NOT_MAPPED,
-  EVENTS_PER_EVENT_PAGE, type ItsTableState,
+  EVENTS_PER_EVENT_PAGE, type ItsTableState, type StagedEvents,
 } from '../table-state.js';
 import { decodeBaser, type TableGeometry } from './baser.js';
 import { CTE_TARGET_NOT_MAPPED, CollectionTableEntry } from './cte.js';
@@ -57,10 +61,12 @@ export function ittTableName(devid: number): string {
 }
 
 /**
- * What a successful restore created, in table order (the saver records it as its image).
+ * What a successful restore created, in table order (the saver records it as its image), and
+ * the staged ITEs in the ITS's own event-page format, so that applying them is a copy of
+ * pages plus one reference count per LPI (ItsTableState.importEvents), not work per event.
  * One instance is reused by every restore: it is only valid inside the onRestored callback.
  */
-export class RestoredTables {
+export class RestoredTables implements StagedEvents {
   readonly collIcid = new GrowableU32(16);
   /** vCPU id or CTE_TARGET_NOT_MAPPED. */
   readonly collTarget = new GrowableU32(16);
@@ -68,17 +74,25 @@ export class RestoredTables {
   readonly devItt = new GrowableF64(16);
   readonly devBits = new GrowableU32(16);
   readonly devDteAddr = new GrowableF64(16);
-  /** Index of the device's first event in ev*; the device's events end at the next device's first. */
-  readonly devFirstEvent = new GrowableU32(16);
+  /** Index of each device's first staged page; its pages end at the next device's first. */
+  readonly devFirstPage = new GrowableU32(16);
   /**
-   * Events: EventID, INTID, ICID; the first `events` entries are valid. All three are 16-bit
-   * (EventIDs < 2^16, LPI INTIDs < 2^16, ICIDs): 6 bytes per staged event, because staging
-   * a million events is bound by the memory it touches.
+   * Staged event pages: EVENTS_PER_EVENT_PAGE words each (INTID | ICID << 16, 0 = no ITE),
+   * the page's EventID >> 8 and its ITE count. 4 bytes per EventID slot: staging a million
+   * events is bound by the memory it touches.
    */
-  evId: Uint16Array = new Uint16Array(4096);
-  evIntid: Uint16Array = new Uint16Array(4096);
-  evIcid: Uint16Array = new Uint16Array(4096);
-  events = 0;
+  pageWords = new Uint32Array(16 * EVENTS_PER_EVENT_PAGE);
+  pageSlot = new Uint8Array(16);
+  pageLive = new Uint16Array(16);
+  pageCount = 0;
+  eventCount = 0;
+  /** Per INTID: staged ITEs naming it, and the vCPU its first ITE's collection targets (NO_VCPU: none). */
+  readonly lpiRefs = new Uint32Array(LPI_LIMIT);
+  readonly lpiTarget = new Int32Array(LPI_LIMIT);
+  private readonly lpiList = new GrowableU32(1024);
+  /** Per ICID: staged ITEs naming it. */
+  readonly icidRefs = new Uint32Array(0x10000);
+  private readonly icidList = new GrowableU32(64);
 
   get collections(): number {
     return this.collIcid.length;
@@ -86,78 +100,141 @@ export class RestoredTables {
   get devices(): number {
     return this.devId.length;
   }
+  /** Total staged ITEs. */
+  get events(): number {
+    return this.eventCount;
+  }
+
+  // ---- StagedEvents ----
+  get deviceCount(): number {
+    return this.devId.length;
+  }
+  get deviceIds(): Uint32Array {
+    return this.devId.data;
+  }
+  get deviceFirstPage(): Uint32Array {
+    return this.devFirstPage.data;
+  }
+  get lpiCount(): number {
+    return this.lpiList.length;
+  }
+  get lpiIds(): Uint32Array {
+    return this.lpiList.data;
+  }
+  get icidCount(): number {
+    return this.icidList.length;
+  }
+  get icidIds(): Uint32Array {
+    return this.icidList.data;
+  }
+
+  /** End (exclusive) of device d's pages. */
+  pagesEnd(d: number): number {
+    return d + 1 < this.devId.length ? this.devFirstPage.data[d + 1]! : this.pageCount;
+  }
+
+  /** First sight of an INTID in this restore (lpiRefs[intid] is 0): remembers it and its target. */
+  noteLpi(intid: number, target: number): void {
+    this.lpiTarget[intid] = target;
+    this.lpiList.push(intid);
+  }
+
+  /** First sight of an ICID (icidRefs[icid] is 0). */
+  noteIcid(icid: number): void {
+    this.icidList.push(icid);
+  }
+
+  /** A new zeroed page for EventID page `slot`; returns its index. */
+  addPage(slot: number): number {
+    const p = this.pageCount;
+    if (p === this.pageSlot.length) this.growPages(p * 2);
+    this.pageCount = p + 1;
+    this.pageSlot[p] = slot;
+    this.pageLive[p] = 0;
+    this.pageWords.fill(0, p * EVENTS_PER_EVENT_PAGE, (p + 1) * EVENTS_PER_EVENT_PAGE);
+    return p;
+  }
+
+  /** Capacity for `pages` more pages (at most one ITT's worth at a time: 256). */
+  reservePages(pages: number): void {
+    const need = this.pageCount + pages;
+    if (need <= this.pageSlot.length) return;
+    let size = this.pageSlot.length * 2;
+    while (size < need) size *= 2;
+    this.growPages(size);
+  }
+
+  private growPages(size: number): void {
+    const n = this.pageCount;
+    const words = new Uint32Array(size * EVENTS_PER_EVENT_PAGE);
+    words.set(this.pageWords.subarray(0, n * EVENTS_PER_EVENT_PAGE));
+    this.pageWords = words;
+    const slot = new Uint8Array(size);
+    slot.set(this.pageSlot.subarray(0, n));
+    this.pageSlot = slot;
+    const live = new Uint16Array(size);
+    live.set(this.pageLive.subarray(0, n));
+    this.pageLive = live;
+  }
+
   clear(): void {
-    for (const a of [this.collIcid, this.collTarget, this.devId, this.devBits, this.devFirstEvent]) a.clear();
+    for (const a of [this.collIcid, this.collTarget, this.devId, this.devBits, this.devFirstPage]) a.clear();
     this.devItt.length = 0;
     this.devDteAddr.length = 0;
-    this.events = 0;
-  }
-
-  /** Makes room for `extra` more events (at most one ITT's worth: 2^16). */
-  reserveEvents(extra: number): void {
-    const need = this.events + extra;
-    if (need <= this.evId.length) return;
-    let size = this.evId.length * 2;
-    while (size < need) size *= 2;
-    const n = this.events;
-    const evId = new Uint16Array(size);
-    evId.set(this.evId.subarray(0, n));
-    this.evId = evId;
-    const evIntid = new Uint16Array(size);
-    evIntid.set(this.evIntid.subarray(0, n));
-    this.evIntid = evIntid;
-    const evIcid = new Uint16Array(size);
-    evIcid.set(this.evIcid.subarray(0, n));
-    this.evIcid = evIcid;
-  }
-
-  eventsEnd(deviceIndex: number): number {
-    return deviceIndex + 1 < this.devId.length ? this.devFirstEvent.data[deviceIndex + 1]! : this.events;
+    for (let i = 0; i < this.lpiList.length; i++) this.lpiRefs[this.lpiList.data[i]!] = 0;
+    for (let i = 0; i < this.icidList.length; i++) this.icidRefs[this.icidList.data[i]!] = 0;
+    this.lpiList.clear();
+    this.icidList.clear();
+    this.pageCount = 0;
+    this.eventCount = 0;
   }
 }
 
 /** Walks the tables and stages everything; throws TableError; changes nothing. */
 class Stager {
-  readonly out: RestoredTables;
+  readonly out = new RestoredTables();
   /** ICID -> staged or pre-existing collection target (vCPU, NOT_MAPPED) or ABSENT. */
-  private readonly collTarget: Int32Array;
-  /** LPIs this restore would create (first ITE wins, as KVM's vgic_add_lpi). */
-  private readonly newLpi: Uint8Array;
+  private readonly collTarget = new Int32Array(0x10000);
   private readonly tableReader = new TableReader();
   private readonly ittReader = new TableReader();
-  private readonly nrVcpus: number;
-  private readonly propBase: number;
-  private readonly pendBase: Float64Array;
+  // The restore in progress (begin()). One Stager serves every restore: optimised code that
+  // inlined its closures stays valid from one restore to the next (a closure per restore
+  // would be a new object each time, and code embedding the dead one is thrown away).
+  private state!: ItsTableState;
+  private memory!: GuestMemory;
+  private deviceTable!: TableGeometry;
+  private collectionTable!: TableGeometry;
+  private nrVcpus = 0;
+  private propBase = 0;
+  private pendBase = new Float64Array(0);
+  /** The whole property table / a vCPU's whole pending table (LPI part) is in guest memory: no per-LPI check needed. */
+  private propAllIn = false;
+  private pendAllIn = new Uint8Array(0);
 
   // Current device of the ITT walk (fields instead of a closure per device).
   private devEventBits = 0;
   /** 2^devEventBits, precomputed (the ** operator is slow on the per-entry path). */
   private devEvents = 0;
-  /** Index in out.ev* of the current device's first event. */
-  private devFirst = 0;
   private ittName = '';
+  /** The staged page being filled (-1: none yet for this device), its EventID page and ITE count. */
+  private curPage = -1;
+  private curSlot = -1;
+  private curLive = 0;
+  /** One entry of the entry-by-entry ITT walk, in the layout of a copied ITT. */
+  private readonly oneEntry = new Uint32Array(2);
   /** Event pages the ITS can still allocate (freeEventPages) and pages the staged ITEs need. */
-  private readonly pagesFree: number;
+  private pagesFree = 0;
   private pagesTaken = 0;
-  /** Event pages the staged ITEs need. */
-  get eventPages(): number {
-    return this.pagesTaken;
-  }
   private readonly visitDte = (id: number, lo: number, hi: number): number => this.restoreDte(id, lo, hi);
 
-  constructor(
-    private readonly state: ItsTableState,
-    private readonly memory: GuestMemory,
-    private readonly deviceTable: TableGeometry,
-    private readonly collectionTable: TableGeometry,
-    scratch: StagingScratch,
-  ) {
-    this.out = scratch.out;
+  /** Starts a restore of `state` (drops what the previous one staged). */
+  begin(state: ItsTableState, memory: GuestMemory, deviceTable: TableGeometry, collectionTable: TableGeometry): void {
+    this.state = state;
+    this.memory = memory;
+    this.deviceTable = deviceTable;
+    this.collectionTable = collectionTable;
     this.out.clear();
-    this.collTarget = scratch.collTarget;
     this.collTarget.fill(ABSENT);
-    this.newLpi = scratch.newLpi;
-    this.newLpi.fill(0);
     this.tableReader.reset(memory);
     this.ittReader.reset(memory);
     const lpis = state.lpis;
@@ -166,10 +243,16 @@ class Stager {
     this.propBase = Number(lpis.propbaser & 0x000ffffffffff000n);
     this.pendBase = new Float64Array(this.nrVcpus);
     for (let v = 0; v < this.nrVcpus; v++) this.pendBase[v] = Number(lpis.pendbaser(v) & 0x000fffffffff0000n);
+    this.propAllIn = memory.contains(this.propBase, LPI_LIMIT - LPI_BASE);
+    this.pendAllIn = new Uint8Array(this.nrVcpus);
+    for (let v = 0; v < this.nrVcpus; v++) {
+      this.pendAllIn[v] = memory.contains(this.pendBase[v]! + LPI_BASE / 8, (LPI_LIMIT - LPI_BASE) / 8) ? 1 : 0;
+    }
     state.forEachCollection((icid, target) => {
       this.collTarget[icid] = target < 0 ? NOT_MAPPED : target;
     });
     this.pagesFree = state.freeEventPages();
+    this.pagesTaken = 0;
   }
 
   // ---- Collection table ----
@@ -251,142 +334,146 @@ class Stager {
     out.devItt.push(itt);
     out.devBits.push(bits);
     out.devDteAddr.push(slot);
-    out.devFirstEvent.push(out.events);
-    this.devFirst = out.events;
+    out.devFirstPage.push(out.pageCount);
     this.devEventBits = bits;
     this.devEvents = 1 << bits;
     this.ittName = ittTableName(id);
-    out.reserveEvents(this.devEvents);
+    this.curPage = -1;
+    this.curSlot = -1;
+    this.curLive = 0;
+    out.reservePages(this.devEvents / EVENTS_PER_EVENT_PAGE);
     this.scanItt(itt, this.devEvents * 8);
+    if (this.curPage >= 0) out.pageLive[this.curPage] = this.curLive;
     return next;
   }
 
   /**
-   * scan_its_table over one ITT with restore_ite inlined: the per-event path of a restore, so
-   * it keeps everything in locals. Checks in KVM's order (3.8 restore_ite). An ITT entirely in
-   * guest memory is read with one readBytes and decoded from u32 words; otherwise entry by
-   * entry through the window reader, so that a fault happens exactly where KVM's would.
+   * scan_its_table over one ITT with restore_ite inlined (walkItt). An ITT inside one backing
+   * view of guest memory is walked in place (each word read once: the guest may change it);
+   * one that straddles two views is copied first; otherwise it is read entry by entry through
+   * the window reader, so that a fault happens exactly where KVM's would.
    */
   private scanItt(itt: number, len: number): void {
+    const entries = len >>> 3;
+    const window = this.memory.wordWindow(itt, len);
+    if (window !== null) {
+      this.walkItt(window.words, window.index, 0, entries);
+      return;
+    }
     if (HOST_LITTLE_ENDIAN && this.memory.contains(itt, len)) {
-      const words = ittWords();
-      this.memory.readBytes(itt, ittBytes!, 0, len);
-      this.walkIttWords(words, len >>> 3);
+      this.memory.readBytes(itt, ittCopy(), 0, len);
+      this.walkItt(ittCopyWords!, 0, 0, entries);
       return;
     }
     const reader = this.ittReader;
     reader.reset(this.memory);
     const view = reader.view;
-    let gpa = itt;
+    const one = this.oneEntry;
     let event = 0;
-    let remaining = len;
-    for (;;) {
-      const off = reader.at(gpa, remaining);
+    while (event >= 0 && event < entries) {
+      const gpa = itt + event * 8;
+      const off = reader.at(gpa, len - event * 8);
       if (off < 0) throw new TableError(Errno.EFAULT, this.ittName, event, 'entry', `GPA ${hex(gpa)} is outside guest memory`);
-      const lo = view.getUint32(off, true);
-      const hi = view.getUint32(off + 4, true);
-      const step = this.stageIte(event, lo, hi);
-      if (step === 0) return;
-      const bytes = step * 8;
-      if (bytes >= remaining) return;
-      event += step;
-      gpa += bytes;
-      remaining -= bytes;
+      one[0] = view.getUint32(off, true);
+      one[1] = view.getUint32(off + 4, true);
+      event = this.walkItt(one, -2 * event, event, event + 1);
     }
   }
 
-  /** The walk of scanItt over an ITT copied into `words` (entry e = words 2e, 2e + 1). */
-  private walkIttWords(words: Uint32Array, entries: number): void {
+  /**
+   * restore_ite for the entries reached from EventID `event` while it is below `end`, entry e
+   * being words[base + 2e] (low) and words[base + 2e + 1] (high). Checks in KVM's order (3.8
+   * restore_ite); stages each valid ITE into the current page (out.pageWords). Returns the next
+   * EventID to visit, or `end` or more when the walk left [event, end), or -1 once an ITE with
+   * next = 0 ended the ITT. The per-event path of a restore: everything in locals.
+   */
+  private walkItt(words: Uint32Array, base: number, event: number, end: number): number {
     const out = this.out;
-    const evId = out.evId;
-    const evIntid = out.evIntid;
-    const evIcid = out.evIcid;
     const collTarget = this.collTarget;
-    const newLpi = this.newLpi;
-    const lpis = this.state.lpis;
+    const lpiRefs = out.lpiRefs;
+    const icidRefs = out.icidRefs;
     const limit = this.devEvents;
-    let k = out.events;
-    let lastPage = -1;
-    let event = 0;
-    try {
-      for (;;) {
-        const lo = words[event * 2]!;
-        const hi = words[event * 2 + 1]!;
-        // pINTID bits 31:16 set: not an LPI of the 16-bit space (the error path decodes it in full);
-        // else pINTID is lo's top half (small-integer arithmetic on the per-event path).
-        const intid = (hi & 0xffff) !== 0 ? 0x10000 : lo >>> 16; // 0x10000: >= LPI_LIMIT, rejected below
-        let step = 1; // pINTID 0: an invalid entry, look at the next slot
-        if (intid !== 0) {
-          const icid = InterruptTranslationEntry.icid(lo);
-          step = InterruptTranslationEntry.next(hi);
-          if (intid < LPI_BASE || intid >= LPI_LIMIT) this.iteError(Errno.EINVAL, event, 'pINTID', lo, hi);
-          if (event + step >= limit) this.iteError(Errno.EINVAL, event, 'next', lo, hi);
-          const target = collTarget[icid]!;
-          if (target === ABSENT) this.iteError(Errno.EINVAL, event, 'ICID', lo, hi);
-          // KVM check_event_id (event < 2^bits, ITE slot in guest memory) holds: the walk stays
-          // inside the ITT and the slot was just read. Then the ITE is allocated (vgic_its_alloc_ite).
-          if (event >>> EVENT_PAGE_SHIFT !== lastPage) {
-            lastPage = event >>> EVENT_PAGE_SHIFT;
-            this.takeEventPage(event);
-          }
-          const known = newLpi[intid]!;
-          if (known === 0) {
-            if (lpis.exists(intid)) {
-              newLpi[intid] = LPI_EXISTS;
-            } else {
-              // vgic_add_lpi will read the property byte and, for a targeted LPI, the pending byte.
-              this.checkLpiBytes(event, intid, target);
-              newLpi[intid] = LPI_NEW;
-            }
-          }
-          evId[k] = event;
-          evIntid[k] = intid;
-          evIcid[k] = icid;
-          k++;
-          if (step === 0) return;
-        }
-        event += step;
-        if (event >= entries) return;
+    // Module and imported constants as locals: each use of one in the loop would be a load
+    // and an initialisation check.
+    const lpiBase = LPI_BASE;
+    const lpiLimit = LPI_LIMIT;
+    const absent = ABSENT;
+    const pageShift = EVENT_PAGE_SHIFT;
+    const pageMask = EVENT_PAGE_MASK;
+    const pageSize = EVENTS_PER_EVENT_PAGE;
+    let pageWords = out.pageWords;
+    let page = this.curPage;
+    let slotNow = this.curSlot;
+    let live = this.curLive;
+    let pageBase = page * pageSize;
+    let staged = 0;
+    let next = -1;
+    while (event < end) {
+      const lo = words[base + event * 2]!;
+      const hi = words[base + event * 2 + 1]!;
+      // pINTID bits 31:16 set: not an LPI of the 16-bit space (the error path decodes it in full);
+      // else pINTID is lo's top half (small-integer arithmetic on the per-event path).
+      const intid = (hi & 0xffff) !== 0 ? 0x10000 : lo >>> 16; // 0x10000: >= LPI_LIMIT, rejected below
+      if (intid === 0) {
+        event++; // an invalid entry: look at the next slot
+        next = event;
+        continue;
       }
-    } finally {
-      out.events = k;
+      const icid = lo & 0xffff;
+      const step = hi >>> 16;
+      if (intid < lpiBase || intid >= lpiLimit) this.iteError(Errno.EINVAL, event, 'pINTID', lo, hi);
+      if (event + step >= limit) this.iteError(Errno.EINVAL, event, 'next', lo, hi);
+      const target = collTarget[icid]!;
+      if (target === absent) this.iteError(Errno.EINVAL, event, 'ICID', lo, hi);
+      // KVM check_event_id (event < 2^bits, ITE slot in guest memory) holds: the walk stays
+      // inside the ITT and the slot was just read. Then the ITE is allocated (vgic_its_alloc_ite).
+      const slot = event >>> pageShift;
+      if (slot !== slotNow) {
+        if (page >= 0) out.pageLive[page] = live;
+        page = this.takeEventPage(event, slot);
+        pageWords = out.pageWords;
+        pageBase = page * pageSize;
+        slotNow = slot;
+        live = 0;
+      }
+      const refs = lpiRefs[intid]!;
+      if (refs === 0) this.firstSightOfLpi(event, intid, target);
+      lpiRefs[intid] = refs + 1;
+      if (icidRefs[icid]++ === 0) out.noteIcid(icid);
+      pageWords[pageBase + (event & pageMask)] = ((lo >>> 16) | (lo << 16)) >>> 0; // INTID | ICID << 16
+      live++;
+      staged++;
+      if (step === 0) {
+        next = -1;
+        break;
+      }
+      event += step;
+      next = event;
     }
+    this.curPage = page;
+    this.curSlot = slotNow;
+    this.curLive = live;
+    out.eventCount += staged;
+    return next;
   }
 
-  /** restore_ite for the entry of the window walk (one entry; same checks as walkIttWords). Returns the step. */
-  private stageIte(event: number, lo: number, hi: number): number {
-    const intid = InterruptTranslationEntry.intid(lo, hi);
-    if (intid === 0) return 1;
-    const icid = InterruptTranslationEntry.icid(lo);
-    const step = InterruptTranslationEntry.next(hi);
-    if (intid < LPI_BASE || intid >= LPI_LIMIT) this.iteError(Errno.EINVAL, event, 'pINTID', lo, hi);
-    if (event + step >= this.devEvents) this.iteError(Errno.EINVAL, event, 'next', lo, hi);
-    const target = this.collTarget[icid]!;
-    if (target === ABSENT) this.iteError(Errno.EINVAL, event, 'ICID', lo, hi);
-    const out = this.out;
-    const prev = out.events > this.devFirst ? out.evId[out.events - 1]! >>> EVENT_PAGE_SHIFT : -1;
-    if (event >>> EVENT_PAGE_SHIFT !== prev) this.takeEventPage(event);
-    if (this.newLpi[intid] === 0) {
-      if (this.state.lpis.exists(intid)) {
-        this.newLpi[intid] = LPI_EXISTS;
-      } else {
-        this.checkLpiBytes(event, intid, target);
-        this.newLpi[intid] = LPI_NEW;
-      }
-    }
-    const k = out.events++;
-    out.evId[k] = event;
-    out.evIntid[k] = intid;
-    out.evIcid[k] = icid;
-    return step;
+  /**
+   * An LPI this restore names for the first time: one that exists already just gains
+   * references; for a new one, vgic_add_lpi will read its property byte and, for a targeted
+   * LPI, its pending byte (first ITE wins the target, as KVM's vgic_add_lpi).
+   */
+  private firstSightOfLpi(event: number, intid: number, target: number): void {
+    if (!this.state.lpis.exists(intid)) this.checkLpiBytes(event, intid, target);
+    this.out.noteLpi(intid, target >= 0 && target < this.nrVcpus ? target : NO_VCPU);
   }
 
   /** A new event page of the ITS's event storage for `event` (ENOMEM, as KVM's ITE allocation, once none is left). */
-  private takeEventPage(event: number): void {
+  private takeEventPage(event: number, slot: number): number {
     if (++this.pagesTaken > this.pagesFree) {
       throw new TableError(Errno.ENOMEM, this.ittName, event, 'entry',
         `no memory for the ITE: the ITS's event storage (${this.pagesFree} free pages of ${EVENTS_PER_EVENT_PAGE} EventIDs) is exhausted`);
     }
+    return this.out.addPage(slot);
   }
 
   private iteError(errno: number, event: number, field: string, lo: number, hi: number): never {
@@ -400,6 +487,7 @@ class Stager {
 
   /** The guest bytes vgic_add_lpi touches for a new LPI must be in guest memory (else -EFAULT, as KVM). */
   private checkLpiBytes(event: number, intid: number, target: number): void {
+    if (this.propAllIn && (target < 0 || this.pendAllIn[target] === 1)) return;
     const prop = this.propBase + intid - LPI_BASE;
     if (!this.memory.contains(prop, 1)) {
       throw new TableError(Errno.EFAULT, this.ittName, event, 'pINTID',
@@ -416,29 +504,22 @@ class Stager {
 
 }
 
-/** Results of the LPI walk: newLpi[intid] (0: not seen yet). */
-const LPI_NEW = 1;
-const LPI_EXISTS = 2;
-const EVENT_PAGE_SHIFT = Math.log2(EVENTS_PER_EVENT_PAGE);
+const EVENT_PAGE_SHIFT = 31 - Math.clz32(EVENTS_PER_EVENT_PAGE);
+const EVENT_PAGE_MASK = EVENTS_PER_EVENT_PAGE - 1;
 const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
-/** One ITT (at most 2^16 entries of 8 bytes), read in one block; shared by every restore. */
-let ittBytes: Uint8Array | null = null;
-let ittWordsView: Uint32Array | null = null;
-function ittWords(): Uint32Array {
-  if (ittWordsView === null) {
-    ittBytes = new Uint8Array(0x10000 * 8);
-    ittWordsView = new Uint32Array(ittBytes.buffer);
+/** One ITT (at most 2^16 entries of 8 bytes) copied in one block when it cannot be walked in place; shared by every restore. */
+let ittCopyBytes: Uint8Array | null = null;
+let ittCopyWords: Uint32Array | null = null;
+function ittCopy(): Uint8Array {
+  if (ittCopyBytes === null) {
+    ittCopyBytes = new Uint8Array(0x10000 * 8);
+    ittCopyWords = new Uint32Array(ittCopyBytes.buffer);
   }
-  return ittWordsView;
+  return ittCopyBytes;
 }
 
-/** Staging storage, reused by every restore (restore is synchronous and not reentrant). */
-interface StagingScratch {
-  readonly out: RestoredTables;
-  readonly collTarget: Int32Array;
-  readonly newLpi: Uint8Array;
-}
-let scratch: StagingScratch | null = null;
+/** The stager, reused by every restore (restore is synchronous and not reentrant). */
+let stager: Stager | null = null;
 
 export interface RestoreSummary {
   collections: number;
@@ -455,12 +536,11 @@ export function restoreTables(state: ItsTableState, onRestored?: (r: RestoredTab
   const memory = state.memory;
   const deviceTable = decodeBaser(state.baserDevice);
   const collectionTable = decodeBaser(state.baserCollection);
-  scratch ??= { out: new RestoredTables(), collTarget: new Int32Array(0x10000), newLpi: new Uint8Array(LPI_LIMIT) };
-  const stager = new Stager(state, memory, deviceTable, collectionTable, scratch);
+  stager ??= new Stager();
+  stager.begin(state, memory, deviceTable, collectionTable);
   if (collectionTable.valid) stager.stageCollections();
   if (deviceTable.valid) stager.stageDevices();
   const r = stager.out;
-  state.reserveEventStorage(r.devices, stager.eventPages);
   applyStaged(state, r);
   onRestored?.(r);
   const summary = { collections: r.collections, devices: r.devices, events: r.events };
@@ -473,21 +553,16 @@ function applyStaged(state: ItsTableState, r: RestoredTables): void {
     const target = r.collTarget.data[i]!;
     state.addCollection(r.collIcid.data[i]!, target === CTE_TARGET_NOT_MAPPED ? COLLECTION_NOT_MAPPED : target);
   }
-  for (let d = 0; d < r.devId.length; d++) {
-    const devid = r.devId.data[d]!;
-    state.addDevice(devid, r.devItt.data[d]!, r.devBits.data[d]!);
-    const first = r.devFirstEvent.data[d]!;
-    const count = r.eventsEnd(d) - first;
-    if (count === 0) continue;
-    const why = state.addEvents(devid, count, r.evId.subarray(first), r.evIntid.subarray(first), r.evIcid.subarray(first));
-    if (why !== ADD_EVENTS_OK) {
-      // Every guest address the LPI creation touches and the event storage were checked above,
-      // so this is not expected; fail as KVM does after a failed restore: free everything of this ITS.
-      state.clearTranslations();
-      const errno = why === ADD_EVENTS_ENOMEM ? Errno.ENOMEM : why === ADD_EVENTS_EFAULT ? Errno.EFAULT : Errno.EINVAL;
-      throw new TableError(errno, ittTableName(devid), r.evId[first]!, 'pINTID',
-        `creating the ITEs of device ${hex(devid)} failed (${ADD_EVENTS_REASONS[why] ?? why}); the ITS was cleared`);
-    }
+  for (let d = 0; d < r.devId.length; d++) state.addDevice(r.devId.data[d]!, r.devItt.data[d]!, r.devBits.data[d]!);
+  const why = state.importEvents(r);
+  if (why !== ADD_EVENTS_OK) {
+    // Every guest address the LPI creation touches and the event storage were checked above,
+    // so this is not expected; fail as KVM does after a failed restore: free everything of this ITS.
+    state.clearTranslations();
+    const errno = why === ADD_EVENTS_ENOMEM ? Errno.ENOMEM : why === ADD_EVENTS_EFAULT ? Errno.EFAULT : Errno.EINVAL;
+    const first = r.devId.length > 0 ? r.devId.data[0]! : 0;
+    throw new TableError(errno, TABLE_DEVICES, first, 'ITT',
+      `creating the ${r.events} staged ITEs failed (${ADD_EVENTS_REASONS[why] ?? why}); the ITS was cleared`);
   }
 }
 

@@ -301,15 +301,29 @@ export class ItsTableSaver implements ItsChangeListener {
   restored(state: ItsTableState, r: RestoredTables): void {
     this.dropImage();
     const devIds = r.devId.data;
+    const words = r.pageWords;
+    const bits = this.evBits; // scratch, all zero between saves
     for (let d = 0; d < r.devId.length; d++) {
       const devid = devIds[d]!;
-      const end = r.eventsEnd(d);
-      const first = r.devFirstEvent.data[d]!;
-      const events = end > first ? new Uint32Array((r.evId[end - 1]! >>> 5) + 1) : EMPTY_BITS;
-      for (let k = first; k < end; k++) {
-        const e = r.evId[k]!;
-        events[e >>> 5]! |= 1 << (e & 31);
+      const first = r.devFirstPage.data[d]!;
+      const end = r.pagesEnd(d);
+      let used = 0;
+      for (let p = first; p < end; p++) {
+        // The bitmap words of this page: bit b of word j is EventID slot * 256 + j * 32 + b.
+        const w0 = r.pageSlot[p]! * (EVENTS_PER_EVENT_PAGE / 32);
+        for (let j = 0; j < EVENTS_PER_EVENT_PAGE / 32; j++) {
+          const at = p * EVENTS_PER_EVENT_PAGE + j * 32;
+          let acc = 0;
+          // Staged ITE words have INTID >= 8192 in bits 15:0: (w & 0xffff) + 0xffff carries into bit 16 iff present.
+          for (let b = 0; b < 32; b++) acc |= (((words[at + b]! & 0xffff) + 0xffff) >>> 16) << b;
+          if (acc !== 0) {
+            bits[w0 + j] = acc;
+            used = w0 + j + 1;
+          }
+        }
       }
+      const events = used > 0 ? bits.slice(0, used) : EMPTY_BITS;
+      if (used > 0) bits.fill(0, 0, used);
       this.image.set(devid, new DeviceImage(r.devDteAddr.data[d]!, r.devItt.data[d]!, r.devBits.data[d]!, events));
       this.imageDevBits[devid >>> 5]! |= 1 << (devid & 31);
     }
