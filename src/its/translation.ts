@@ -580,12 +580,23 @@ export class TranslationState {
         const dir = this.allocDir();
         this.setDeviceDir(devid, dir);
         const dirBase = dir << DIR_SHIFT;
+        // Pages are copied in runs (staged pages p.. landing on consecutive pool pages: all of
+        // them in a fresh ITS), one set() per run.
+        let runFrom = first;
+        let runPage = -1;
         for (let p = first; p < end; p++) {
           const page = this.allocPage();
-          this.ites.set(s.pageWords.subarray(p * EVENTS_PER_PAGE, (p + 1) * EVENTS_PER_PAGE), page << PAGE_SHIFT);
+          if (runPage >= 0 && page !== runPage + (p - runFrom)) {
+            this.copyStagedPages(s.pageWords, runFrom, p, runPage);
+            runFrom = p;
+            runPage = page;
+          } else if (runPage < 0) {
+            runPage = page;
+          }
           this.pageLive[page] = s.pageLive[p]!;
           this.dirPool[dirBase | s.pageSlot[p]!] = page;
         }
+        this.copyStagedPages(s.pageWords, runFrom, end, runPage);
         this.dirLive[dir] = end - first;
       }
       this.listener?.deviceChanged(devid);
@@ -593,6 +604,11 @@ export class TranslationState {
     this.eventCount += s.eventCount;
     for (let i = 0; i < s.icidCount; i++) this.collItes[s.icidIds[i]!]! += s.icidRefs[s.icidIds[i]!]!;
     return ADD_OK;
+  }
+
+  /** Copies staged pages [from, to) onto pool pages poolPage.. */
+  private copyStagedPages(words: Uint32Array, from: number, to: number, poolPage: number): void {
+    if (to > from) this.ites.set(words.subarray(from * EVENTS_PER_PAGE, to * EVENTS_PER_PAGE), poolPage << PAGE_SHIFT);
   }
 
   /** Removes the first `added` events of a failed addEvents and frees the pages (and directory) left empty. */

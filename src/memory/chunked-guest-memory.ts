@@ -374,6 +374,17 @@ export abstract class ChunkedGuestMemory implements GuestMemory {
     return { words: c.words, index: (gpa - c.start) / 4 };
   }
 
+  writableWordWindow(gpa: number, len: number): WordWindow | null {
+    return this.isFrozen ? null : this.wordWindow(gpa, len);
+  }
+
+  wroteWindow(gpa: number, len: number): void {
+    if (len === 0) return;
+    if (this.regionOf(gpa, len) < 0) throw new GuestMemoryFault(gpa, len, 'write');
+    this.written += len;
+    this.markRange(gpa, len);
+  }
+
   // ---------------------------------------------------------------------------------------
   // writes
 

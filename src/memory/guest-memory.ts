@@ -62,6 +62,14 @@ export interface GuestMemory {
    * each word once, never write through it, do not keep it beyond the synchronous call.
    */
   wordWindow(gpa: number, len: number): WordWindow | null;
+  /**
+   * The same for writing (bulk table saves): null also while frozen. After writing through
+   * it, the caller must call wroteWindow for the bytes written (dirty log, byte count): the
+   * dirty bits are set after the data, as on every other write path.
+   */
+  writableWordWindow(gpa: number, len: number): WordWindow | null;
+  /** Records a write of [gpa, gpa + len) made through a writable word window (throws GuestMemoryFault outside a region). */
+  wroteWindow(gpa: number, len: number): void;
 
   writeU8(gpa: number, value: number): void;
   writeU16(gpa: number, value: number): void;

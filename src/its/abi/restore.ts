@@ -49,7 +49,8 @@ export const MAX_DTE_EVENTID_BITS = 16;
 const LPI_LIMIT = (1 << MAX_LPI_INTID_BITS) >>> 0;
 /** collection target markers in the staging map. */
 const ABSENT = -2;
-const NOT_MAPPED = -1;
+/** NO_VCPU too: a staged LPI target is a collection's target as is (first ITE wins). */
+const NOT_MAPPED = NO_VCPU;
 /** Level-1 entries that can hold 16-bit DeviceIDs: 65536 / 8192. */
 const MAX_L1_ENTRIES = 0x10000 / L2_ENTRIES;
 
@@ -133,18 +134,24 @@ export class RestoredTables implements StagedEvents {
     return d + 1 < this.devId.length ? this.devFirstPage.data[d + 1]! : this.pageCount;
   }
 
-  /** First sight of an INTID in this restore (lpiRefs[intid] is 0): remembers it and its target. */
-  noteLpi(intid: number, target: number): void {
-    this.lpiTarget[intid] = target;
-    this.lpiList.push(intid);
+  /**
+   * Once staging is done: lists the INTIDs and ICIDs with staged ITEs and counts the ITEs
+   * (scans of 2^16 counters and of the pages, instead of work on the per-event path).
+   */
+  finish(): void {
+    this.lpiList.clear();
+    const refs = this.lpiRefs;
+    for (let intid = LPI_BASE; intid < LPI_LIMIT; intid++) if (refs[intid] !== 0) this.lpiList.push(intid);
+    this.icidList.clear();
+    const icids = this.icidRefs;
+    for (let icid = 0; icid < icids.length; icid++) if (icids[icid] !== 0) this.icidList.push(icid);
+    let events = 0;
+    for (let p = 0; p < this.pageCount; p++) events += this.pageLive[p]!;
+    this.eventCount = events;
   }
 
-  /** First sight of an ICID (icidRefs[icid] is 0). */
-  noteIcid(icid: number): void {
-    this.icidList.push(icid);
-  }
 
-  /** A new zeroed page for EventID page `slot`; returns its index. */
+  /** A new page (all zero) for EventID page `slot`; returns its index. */
   addPage(slot: number): number {
     const p = this.pageCount;
     if (p === this.pageSlot.length) this.growPages(p * 2);
@@ -181,8 +188,8 @@ export class RestoredTables implements StagedEvents {
     for (const a of [this.collIcid, this.collTarget, this.devId, this.devBits, this.devFirstPage]) a.clear();
     this.devItt.length = 0;
     this.devDteAddr.length = 0;
-    for (let i = 0; i < this.lpiList.length; i++) this.lpiRefs[this.lpiList.data[i]!] = 0;
-    for (let i = 0; i < this.icidList.length; i++) this.icidRefs[this.icidList.data[i]!] = 0;
+    this.lpiRefs.fill(0); // (a failed restore may have staged references that were never listed)
+    this.icidRefs.fill(0);
     this.lpiList.clear();
     this.icidList.clear();
     this.pageCount = 0;
@@ -210,6 +217,8 @@ class Stager {
   /** The whole property table / a vCPU's whole pending table (LPI part) is in guest memory: no per-LPI check needed. */
   private propAllIn = false;
   private pendAllIn = new Uint8Array(0);
+  /** All of them: no new LPI needs a check (the per-event path then skips the call). */
+  private lpiBytesAllIn = false;
 
   // Current device of the ITT walk (fields instead of a closure per device).
   private devEventBits = 0;
@@ -220,8 +229,6 @@ class Stager {
   private curPage = -1;
   private curSlot = -1;
   private curLive = 0;
-  /** One entry of the entry-by-entry ITT walk, in the layout of a copied ITT. */
-  private readonly oneEntry = new Uint32Array(2);
   /** Event pages the ITS can still allocate (freeEventPages) and pages the staged ITEs need. */
   private pagesFree = 0;
   private pagesTaken = 0;
@@ -248,6 +255,7 @@ class Stager {
     for (let v = 0; v < this.nrVcpus; v++) {
       this.pendAllIn[v] = memory.contains(this.pendBase[v]! + LPI_BASE / 8, (LPI_LIMIT - LPI_BASE) / 8) ? 1 : 0;
     }
+    this.lpiBytesAllIn = this.propAllIn && this.pendAllIn.every((b) => b === 1);
     state.forEachCollection((icid, target) => {
       this.collTarget[icid] = target < 0 ? NOT_MAPPED : target;
     });
@@ -357,47 +365,49 @@ class Stager {
     const entries = len >>> 3;
     const window = this.memory.wordWindow(itt, len);
     if (window !== null) {
-      this.walkItt(window.words, window.index, 0, entries);
+      this.walkItt(window.words, window.index, entries);
       return;
     }
     if (HOST_LITTLE_ENDIAN && this.memory.contains(itt, len)) {
       this.memory.readBytes(itt, ittCopy(), 0, len);
-      this.walkItt(ittCopyWords!, 0, 0, entries);
+      this.walkItt(ittCopyWords!, 0, entries);
       return;
     }
     const reader = this.ittReader;
     reader.reset(this.memory);
     const view = reader.view;
-    const one = this.oneEntry;
     let event = 0;
     while (event >= 0 && event < entries) {
       const gpa = itt + event * 8;
       const off = reader.at(gpa, len - event * 8);
       if (off < 0) throw new TableError(Errno.EFAULT, this.ittName, event, 'entry', `GPA ${hex(gpa)} is outside guest memory`);
-      one[0] = view.getUint32(off, true);
-      one[1] = view.getUint32(off + 4, true);
-      event = this.walkItt(one, -2 * event, event, event + 1);
+      event = this.stageIte(event, view.getUint32(off, true), view.getUint32(off + 4, true));
     }
   }
 
   /**
-   * restore_ite for the entries reached from EventID `event` while it is below `end`, entry e
-   * being words[base + 2e] (low) and words[base + 2e + 1] (high). Checks in KVM's order (3.8
-   * restore_ite); stages each valid ITE into the current page (out.pageWords). Returns the next
-   * EventID to visit, or `end` or more when the walk left [event, end), or -1 once an ITE with
-   * next = 0 ended the ITT. The per-event path of a restore: everything in locals.
+   * The walk of one ITT held in `words` (entry e = words[base + 2e] low, words[base + 2e + 1]
+   * high), `entries` long. The general path is stageIte, one entry at a time. The fast path
+   * takes runs of entries that pass every check trivially: valid ITEs with next = 1 (what a
+   * save writes for consecutive EventIDs) whose collection exists. It walks them at a fixed
+   * stride, so the loads of an entry never wait for the previous entry's `next` (following
+   * `next` entry by entry costs ~1.5x more per event), with everything in locals and no call
+   * on the per-event path. Every word is read once.
    */
-  private walkItt(words: Uint32Array, base: number, event: number, end: number): number {
+  private walkItt(words: Uint32Array, base: number, entries: number): void {
     const out = this.out;
     const collTarget = this.collTarget;
     const lpiRefs = out.lpiRefs;
+    const lpiTarget = out.lpiTarget;
     const icidRefs = out.icidRefs;
-    const limit = this.devEvents;
+    const lpiBytesAllIn = this.lpiBytesAllIn;
+    // An entry below this with next = 1 stays inside the ITT.
+    const denseEnd = Math.min(entries, this.devEvents - 1);
     // Module and imported constants as locals: each use of one in the loop would be a load
     // and an initialisation check.
     const lpiBase = LPI_BASE;
-    const lpiLimit = LPI_LIMIT;
     const absent = ABSENT;
+    const nextOne = ITE_HI_NEXT_ONE;
     const pageShift = EVENT_PAGE_SHIFT;
     const pageMask = EVENT_PAGE_MASK;
     const pageSize = EVENTS_PER_EVENT_PAGE;
@@ -406,69 +416,102 @@ class Stager {
     let slotNow = this.curSlot;
     let live = this.curLive;
     let pageBase = page * pageSize;
-    let staged = 0;
-    let next = -1;
-    while (event < end) {
-      const lo = words[base + event * 2]!;
-      const hi = words[base + event * 2 + 1]!;
-      // pINTID bits 31:16 set: not an LPI of the 16-bit space (the error path decodes it in full);
-      // else pINTID is lo's top half (small-integer arithmetic on the per-event path).
-      const intid = (hi & 0xffff) !== 0 ? 0x10000 : lo >>> 16; // 0x10000: >= LPI_LIMIT, rejected below
-      if (intid === 0) {
-        event++; // an invalid entry: look at the next slot
-        next = event;
-        continue;
+    let event = 0;
+    while (event < entries) {
+      for (; event < denseEnd; event++) {
+        const hi = words[base + event * 2 + 1]!;
+        if (hi !== nextOne) break;
+        const lo = words[base + event * 2]!;
+        const intid = lo >>> 16;
+        const icid = lo & 0xffff;
+        const target = collTarget[icid]!;
+        if (intid < lpiBase || target === absent) break;
+        const slot = event >>> pageShift;
+        if (slot !== slotNow) {
+          page = this.openPage(event, slot, page, live);
+          pageWords = out.pageWords;
+          pageBase = page * pageSize;
+          slotNow = slot;
+          live = 0;
+        }
+        const refs = lpiRefs[intid]!;
+        if (refs === 0) {
+          if (!lpiBytesAllIn) this.checkNewLpi(event, intid, target);
+          lpiTarget[intid] = target; // a vCPU or NOT_MAPPED (= NO_VCPU)
+        }
+        lpiRefs[intid] = refs + 1;
+        icidRefs[icid]++;
+        pageWords[pageBase + (event & pageMask)] = ((lo >>> 16) | (lo << 16)) >>> 0; // INTID | ICID << 16
+        live++;
       }
-      const icid = lo & 0xffff;
-      const step = hi >>> 16;
-      if (intid < lpiBase || intid >= lpiLimit) this.iteError(Errno.EINVAL, event, 'pINTID', lo, hi);
-      if (event + step >= limit) this.iteError(Errno.EINVAL, event, 'next', lo, hi);
-      const target = collTarget[icid]!;
-      if (target === absent) this.iteError(Errno.EINVAL, event, 'ICID', lo, hi);
-      // KVM check_event_id (event < 2^bits, ITE slot in guest memory) holds: the walk stays
-      // inside the ITT and the slot was just read. Then the ITE is allocated (vgic_its_alloc_ite).
-      const slot = event >>> pageShift;
-      if (slot !== slotNow) {
-        if (page >= 0) out.pageLive[page] = live;
-        page = this.takeEventPage(event, slot);
-        pageWords = out.pageWords;
-        pageBase = page * pageSize;
-        slotNow = slot;
-        live = 0;
-      }
-      const refs = lpiRefs[intid]!;
-      if (refs === 0) this.firstSightOfLpi(event, intid, target);
-      lpiRefs[intid] = refs + 1;
-      if (icidRefs[icid]++ === 0) out.noteIcid(icid);
-      pageWords[pageBase + (event & pageMask)] = ((lo >>> 16) | (lo << 16)) >>> 0; // INTID | ICID << 16
-      live++;
-      staged++;
-      if (step === 0) {
-        next = -1;
-        break;
-      }
-      event += step;
-      next = event;
+      if (event >= entries) break;
+      // The general path, for one entry.
+      this.curPage = page;
+      this.curSlot = slotNow;
+      this.curLive = live;
+      event = this.stageIte(event, words[base + event * 2]!, words[base + event * 2 + 1]!);
+      if (event < 0) return;
+      pageWords = out.pageWords;
+      page = this.curPage;
+      slotNow = this.curSlot;
+      live = this.curLive;
+      pageBase = page * pageSize;
     }
     this.curPage = page;
     this.curSlot = slotNow;
     this.curLive = live;
-    out.eventCount += staged;
-    return next;
   }
 
   /**
-   * An LPI this restore names for the first time: one that exists already just gains
-   * references; for a new one, vgic_add_lpi will read its property byte and, for a targeted
-   * LPI, its pending byte (first ITE wins the target, as KVM's vgic_add_lpi).
+   * restore_ite for one entry, every check in KVM's order (3.8), staging a valid ITE into the
+   * current page. Returns the next EventID to visit (possibly past the ITT: the walk ends), or
+   * -1 when this ITE's next = 0 ended the ITT.
    */
-  private firstSightOfLpi(event: number, intid: number, target: number): void {
-    if (!this.state.lpis.exists(intid)) this.checkLpiBytes(event, intid, target);
-    this.out.noteLpi(intid, target >= 0 && target < this.nrVcpus ? target : NO_VCPU);
+  private stageIte(event: number, lo: number, hi: number): number {
+    const intid = InterruptTranslationEntry.intid(lo, hi);
+    if (intid === 0) return event + 1; // an invalid entry: look at the next slot
+    const icid = InterruptTranslationEntry.icid(lo);
+    const step = InterruptTranslationEntry.next(hi);
+    if (intid < LPI_BASE || intid >= LPI_LIMIT) this.iteError(Errno.EINVAL, event, 'pINTID', lo, hi);
+    if (event + step >= this.devEvents) this.iteError(Errno.EINVAL, event, 'next', lo, hi);
+    const target = this.collTarget[icid]!;
+    if (target === ABSENT) this.iteError(Errno.EINVAL, event, 'ICID', lo, hi);
+    // KVM check_event_id (event < 2^bits, ITE slot in guest memory) holds: the walk stays
+    // inside the ITT and the slot was just read. Then the ITE is allocated (vgic_its_alloc_ite).
+    const out = this.out;
+    const slot = event >>> EVENT_PAGE_SHIFT;
+    if (slot !== this.curSlot) {
+      this.curPage = this.openPage(event, slot, this.curPage, this.curLive);
+      this.curSlot = slot;
+      this.curLive = 0;
+    }
+    const refs = out.lpiRefs[intid]!;
+    if (refs === 0) {
+      if (!this.lpiBytesAllIn) this.checkNewLpi(event, intid, target);
+      out.lpiTarget[intid] = target;
+    }
+    out.lpiRefs[intid] = refs + 1;
+    out.icidRefs[icid]++;
+    out.pageWords[this.curPage * EVENTS_PER_EVENT_PAGE + (event & EVENT_PAGE_MASK)] = (intid | (icid << 16)) >>> 0;
+    this.curLive++;
+    return step === 0 ? -1 : event + step;
   }
 
-  /** A new event page of the ITS's event storage for `event` (ENOMEM, as KVM's ITE allocation, once none is left). */
-  private takeEventPage(event: number, slot: number): number {
+  /**
+   * An LPI this restore names for the first time, when not all LPI bytes are known to be in
+   * guest memory: one that exists already just gains references; for a new one,
+   * vgic_add_lpi will read its property byte and, for a targeted LPI, its pending byte.
+   */
+  private checkNewLpi(event: number, intid: number, target: number): void {
+    if (!this.state.lpis.exists(intid)) this.checkLpiBytes(event, intid, target);
+  }
+
+  /**
+   * Closes staged page `page` with `live` ITEs (none: -1) and opens one for EventID page `slot`,
+   * taking a page of the ITS's event storage (ENOMEM, as KVM's ITE allocation, once none is left).
+   */
+  private openPage(event: number, slot: number, page: number, live: number): number {
+    if (page >= 0) this.out.pageLive[page] = live;
     if (++this.pagesTaken > this.pagesFree) {
       throw new TableError(Errno.ENOMEM, this.ittName, event, 'entry',
         `no memory for the ITE: the ITS's event storage (${this.pagesFree} free pages of ${EVENTS_PER_EVENT_PAGE} EventIDs) is exhausted`);
@@ -506,6 +549,8 @@ class Stager {
 
 const EVENT_PAGE_SHIFT = 31 - Math.clz32(EVENTS_PER_EVENT_PAGE);
 const EVENT_PAGE_MASK = EVENTS_PER_EVENT_PAGE - 1;
+/** High word of a valid ITE with next = 1 and pINTID < 2^16. */
+const ITE_HI_NEXT_ONE = InterruptTranslationEntry.hi(1, 0);
 const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 /** One ITT (at most 2^16 entries of 8 bytes) copied in one block when it cannot be walked in place; shared by every restore. */
 let ittCopyBytes: Uint8Array | null = null;
@@ -541,6 +586,7 @@ export function restoreTables(state: ItsTableState, onRestored?: (r: RestoredTab
   if (collectionTable.valid) stager.stageCollections();
   if (deviceTable.valid) stager.stageDevices();
   const r = stager.out;
+  r.finish();
   applyStaged(state, r);
   onRestored?.(r);
   const summary = { collections: r.collections, devices: r.devices, events: r.events };

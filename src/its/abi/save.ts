@@ -132,6 +132,8 @@ function sharedScratch(): SaveScratch {
 let ittScratchBytes: Uint8Array | null = null;
 let ittScratchWords: Uint32Array | null = null;
 const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+/** High word of an ITE with next = 1 and pINTID < 2^16. */
+const ITE_HI_NEXT_ONE = InterruptTranslationEntry.hi(1, 0);
 function ittScratch(): Uint8Array {
   if (ittScratchBytes === null) {
     ittScratchBytes = new Uint8Array(ID_SPACE * 8);
@@ -161,6 +163,8 @@ function swapWords(words: Uint32Array, from: number, to: number): void {
 export class ItsTableSaver implements ItsChangeListener {
   // ---- Image of the last successful save (or restore) ----
   private image = new Map<number, DeviceImage>();
+  /** The map the next full save builds its image in (swapped with `image`, so no Map per save). */
+  private spareImage = new Map<number, DeviceImage>();
   private imageValid = false;
   private readonly imageDevBits = new Uint32Array(ID_SPACE / 32);
   private imageMemory: GuestMemory | null = null;
@@ -183,6 +187,8 @@ export class ItsTableSaver implements ItsChangeListener {
 
   // ---- Scratch of one save ----
   private collNow = new Uint8Array(ICID_SPACE);
+  /** Every existing collection is written by this save (collNow is 1 for each). */
+  private allCollectionsWritten = false;
   private readonly collIcid = new GrowableU32(64);
   private readonly collTarget = new GrowableU32(64);
   /** Per-save scratch, shared by every saver (saves are synchronous and never nested). */
@@ -201,6 +207,15 @@ export class ItsTableSaver implements ItsChangeListener {
   private itMaxWord = -1;
   /** Word index of the previous live ITE in the block buffer (-1: none yet), and its EventID. */
   private itPrevAt = -1;
+  /**
+   * Where the ITT being written is encoded: entry e is itWords[itBase + 2e] (low) and
+   * [itBase + 2e + 1] (high). Either the block buffer (itBase 0, copied out by emitItt) or,
+   * when the whole ITT lies in one backing view of guest memory, guest memory itself
+   * (writableWordWindow: no copy; emitItt then only records the write for the dirty log).
+   */
+  private itWords: Uint32Array = EMPTY_BITS;
+  private itBase = 0;
+  private itDirect = false;
   private itPrevE = 0;
   /** evBits word being accumulated (-1: none) and its bits. */
   private itBitWord = -1;
@@ -311,6 +326,11 @@ export class ItsTableSaver implements ItsChangeListener {
       for (let p = first; p < end; p++) {
         // The bitmap words of this page: bit b of word j is EventID slot * 256 + j * 32 + b.
         const w0 = r.pageSlot[p]! * (EVENTS_PER_EVENT_PAGE / 32);
+        if (r.pageLive[p] === EVENTS_PER_EVENT_PAGE) {
+          bits.fill(0xffffffff, w0, w0 + EVENTS_PER_EVENT_PAGE / 32); // a full page
+          used = w0 + EVENTS_PER_EVENT_PAGE / 32;
+          continue;
+        }
         for (let j = 0; j < EVENTS_PER_EVENT_PAGE / 32; j++) {
           const at = p * EVENTS_PER_EVENT_PAGE + j * 32;
           let acc = 0;
@@ -360,17 +380,20 @@ export class ItsTableSaver implements ItsChangeListener {
     collNow.fill(0);
     this.collIcid.clear();
     this.collTarget.clear();
+    this.allCollectionsWritten = false;
     if (!table.valid) return;
+    let skipped = 0;
     state.forEachCollection((icid, target) => {
-      if (icid >>> 0 !== icid || icid >= ICID_SPACE) return;
-      if (locateSlot(memory, table, icid) < 0) {
-        this.result.collectionsSkipped++;
+      if (icid >>> 0 !== icid || icid >= ICID_SPACE || locateSlot(memory, table, icid) < 0) {
+        skipped++;
         return;
       }
       collNow[icid] = 1;
       this.collIcid.push(icid);
       this.collTarget.push(target >= 0 ? target : CTE_TARGET_NOT_MAPPED);
     });
+    this.result.collectionsSkipped += skipped;
+    this.allCollectionsWritten = skipped === 0;
   }
 
   private writeCollections(memory: GuestMemory, table: TableGeometry): void {
@@ -403,7 +426,17 @@ export class ItsTableSaver implements ItsChangeListener {
   private writeItt(state: ItsTableState, devid: number, itt: number, bits: number, old: DeviceImage | undefined): Uint32Array {
     this.curDev = devid;
     this.curItt = itt;
-    ittScratch();
+    const window = this.mem!.writableWordWindow(itt, 8 << bits);
+    if (window !== null) {
+      this.itWords = window.words;
+      this.itBase = window.index;
+      this.itDirect = true;
+    } else {
+      ittScratch();
+      this.itWords = ittScratchWords!;
+      this.itBase = 0;
+      this.itDirect = false;
+    }
     this.startItt();
     if (!state.exportEventPages(devid, this.visitPage)) {
       const exp = exportScratch();
@@ -423,6 +456,7 @@ export class ItsTableSaver implements ItsChangeListener {
     r.staleZeroed += stale;
     r.entriesWritten += w;
     if (w > live) this.zeroBits.fill(0, this.itMin >>> 5, (this.itMax >>> 5) + 1);
+    this.itWords = EMPTY_BITS; // (do not keep a view of guest memory)
     return this.takeEventBits(old);
   }
 
@@ -452,7 +486,8 @@ export class ItsTableSaver implements ItsChangeListener {
    * per-ITT state in locals for the page and in the it* fields between pages.
    */
   private encodePage(firstEventId: number, src: Uint32Array, offset: number): void {
-    const words = ittScratchWords!;
+    const words = this.itWords;
+    const base = this.itBase;
     const evBits = this.evBits;
     const zeroBits = this.zeroBits;
     const collNow = this.collNow;
@@ -464,11 +499,63 @@ export class ItsTableSaver implements ItsChangeListener {
     let bitAcc = this.itBitAcc;
     let min = this.itMin;
     let max = this.itMax;
-    for (let i = 0; i < EVENTS_PER_EVENT_PAGE; i++) {
+    const pageSize = EVENTS_PER_EVENT_PAGE;
+    // Fast path: the run of live ITEs at the start of the page whose collections are written
+    // (all of it when events are mapped densely) is encoded with one branch per event: each
+    // `next` is 1 (the run's last one is fixed up by the next live ITE, or stays 0) and the
+    // run's bitmap bits are set in bulk. The rest of the page takes the general loop.
+    const first = firstEventId;
+    const hiNextOne = ITE_HI_NEXT_ONE;
+    let i = 0;
+    if (this.allCollectionsWritten) {
+      // Every ITE's collection exists (no orphans: exportEventPages) and is written. Four
+      // entries per iteration (measured ~20% faster than one); a group with a hole is left
+      // to the general loop.
+      for (let at = base + first * 2; i < pageSize; i += 4, at += 8) {
+        const a = src[offset + i]!;
+        const b = src[offset + i + 1]!;
+        const c = src[offset + i + 2]!;
+        const d = src[offset + i + 3]!;
+        if (a === 0 || b === 0 || c === 0 || d === 0) break;
+        // INTID << 16 | ICID; pINTID < 2^16, so the high word holds next only.
+        words[at] = ((a << 16) | (a >>> 16)) >>> 0;
+        words[at + 1] = hiNextOne;
+        words[at + 2] = ((b << 16) | (b >>> 16)) >>> 0;
+        words[at + 3] = hiNextOne;
+        words[at + 4] = ((c << 16) | (c >>> 16)) >>> 0;
+        words[at + 5] = hiNextOne;
+        words[at + 6] = ((d << 16) | (d >>> 16)) >>> 0;
+        words[at + 7] = hiNextOne;
+      }
+    } else {
+      for (let at = base + first * 2; i < pageSize; i++, at += 2) {
+        const v = src[offset + i]!;
+        if (v === 0 || collNow[v >>> 16] === 0) break;
+        words[at] = ((v << 16) | (v >>> 16)) >>> 0; // INTID << 16 | ICID
+        words[at + 1] = hiNextOne;
+      }
+    }
+    if (i > 0) {
+      if (prevAt >= 0) words[prevAt + 1] = InterruptTranslationEntry.hi(first - prevE, 0);
+      const end = first + i;
+      prevE = end - 1;
+      prevAt = base + prevE * 2;
+      words[prevAt + 1] = 0;
+      if (bitWord >= 0) evBits[bitWord]! |= bitAcc;
+      evBits.fill(0xffffffff, first >>> 5, end >>> 5);
+      if ((end & 31) !== 0) evBits[end >>> 5]! |= (1 << (end & 31)) - 1;
+      bitWord = prevE >>> 5;
+      bitAcc = 0;
+      if (count === 0) min = first;
+      max = prevE;
+      count += i;
+      live += i;
+    }
+    for (; i < pageSize; i++) {
       const v = src[offset + i]!;
       if (v === 0) continue;
       const e = firstEventId + i;
-      const at = e * 2;
+      const at = base + e * 2;
       if (count++ === 0) min = e;
       max = e;
       const icid = v >>> 16;
@@ -510,7 +597,8 @@ export class ItsTableSaver implements ItsChangeListener {
    * ITE_NO_COLLECTION for orphans) as encodePage does. Used while the ITS has orphaned ITEs.
    */
   private encodeItt(eventids: Uint32Array, intids: Uint32Array, icids: Uint32Array, count: number): void {
-    const words = ittScratchWords!;
+    const words = this.itWords;
+    const base = this.itBase;
     const evBits = this.evBits;
     const zeroBits = this.zeroBits;
     const collNow = this.collNow;
@@ -520,12 +608,13 @@ export class ItsTableSaver implements ItsChangeListener {
     let live = 0;
     let prevAt = -1;
     let prevE = 0;
+    let prevIntid = 0;
     let bitWord = -1;
     let bitAcc = 0;
     for (let k = 0; k < count; k++) {
       const e = eventids[k]!;
       const icid = icids[k]!;
-      const at = e * 2;
+      const at = base + e * 2;
       if (icid >= ICID_SPACE || collNow[icid] === 0) {
         // Orphaned ITE: its collection is gone (or not written): saved as invalid.
         words[at] = 0;
@@ -534,8 +623,10 @@ export class ItsTableSaver implements ItsChangeListener {
         continue;
       }
       const intid = intids[k]!;
-      if (prevAt >= 0) words[prevAt + 1] = (((e - prevE) << 16) | words[prevAt + 1]!) >>> 0;
+      // (prevIntid, not a read back: the words may be guest memory, which the guest may change.)
+      if (prevAt >= 0) words[prevAt + 1] = InterruptTranslationEntry.hi(e - prevE, prevIntid);
       words[at] = InterruptTranslationEntry.lo(intid, icid);
+      prevIntid = intid;
       words[at + 1] = InterruptTranslationEntry.hi(0, intid);
       prevAt = at;
       prevE = e;
@@ -553,9 +644,10 @@ export class ItsTableSaver implements ItsChangeListener {
     this.itBitAcc = bitAcc;
   }
 
-  /** Zeroes (in the block buffer) the imaged slots below limit that are neither live nor orphans; returns how many. */
+  /** Zeroes (where the ITT is encoded) the imaged slots below limit that are neither live nor orphans; returns how many. */
   private zeroStale(imaged: Uint32Array, limit: number): number {
-    const words = ittScratchWords!;
+    const words = this.itWords;
+    const base = this.itBase;
     const evBits = this.evBits;
     const zeroBits = this.zeroBits;
     let count = 0;
@@ -566,8 +658,8 @@ export class ItsTableSaver implements ItsChangeListener {
         removed &= removed - 1;
         const e = (word << 5) | b;
         if (e >= limit) continue;
-        words[e * 2] = 0;
-        words[e * 2 + 1] = 0;
+        words[base + e * 2] = 0;
+        words[base + e * 2 + 1] = 0;
         zeroBits[word]! |= 1 << b;
         count++;
         if (e < this.itMin) this.itMin = e;
@@ -588,6 +680,12 @@ export class ItsTableSaver implements ItsChangeListener {
     const max = this.itMax;
     const span = max - min + 1;
     const start = itt + min * 8;
+    if (this.itDirect) {
+      // Already in guest memory: only the dirty log and the byte count remain.
+      memory.wroteWindow(start, span * 8);
+      this.result.ittBlocks++;
+      return;
+    }
     if (w >= BULK_MIN_ENTRIES && w * 4 >= span && memory.contains(start, span * 8)) {
       try {
         if (w < span) {
@@ -625,8 +723,11 @@ export class ItsTableSaver implements ItsChangeListener {
     const used = this.itMaxWord + 1;
     if (used <= 0) return EMPTY_BITS;
     const events = old !== undefined && old.events.length === used ? old.events : new Uint32Array(used);
-    events.set(this.evBits.subarray(0, used));
-    this.evBits.fill(0, 0, used);
+    const evBits = this.evBits;
+    for (let w = 0; w < used; w++) {
+      events[w] = evBits[w]!;
+      evBits[w] = 0;
+    }
     return events;
   }
 
@@ -675,7 +776,8 @@ export class ItsTableSaver implements ItsChangeListener {
     this.planCollections(state, memory, collectionTable);
 
     const old = this.image;
-    const fresh = new Map<number, DeviceImage>();
+    const fresh = this.spareImage;
+    fresh.clear();
     const devBits = this.imageDevBits;
     try {
       if (deviceTable.valid) {
@@ -746,6 +848,7 @@ export class ItsTableSaver implements ItsChangeListener {
     }
 
     // The new image.
+    this.spareImage = old;
     this.image = fresh;
     this.imageValid = true;
     this.imageMemory = memory;
