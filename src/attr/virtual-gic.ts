@@ -84,6 +84,8 @@ export class VirtualGic implements VmDevices, VgicHost, ItsHost {
   private readonly pendingSaves: Timing = { count: 0, lastMs: 0 };
   /** Result of the last ITS_SAVE_TABLES (diagnostics). */
   lastSave: SaveResult | null = null;
+  /** What the last successful ITS_RESTORE_TABLES restored, with its phase timings. */
+  lastRestore: RestoreSummary | null = null;
 
   constructor(options: VirtualGicOptions = {}) {
     this.mem = options.memory ?? new EmptyGuestMemory();
@@ -235,6 +237,7 @@ export class VirtualGic implements VmDevices, VgicHost, ItsHost {
     const r = tables.restore();
     this.restores.count++;
     this.restores.lastMs = this.now() - t0;
+    this.lastRestore = r;
     return r;
   }
 
