@@ -63,14 +63,19 @@ export interface StagedEvents {
   readonly pageLive: Uint16Array;
   /** Total ITEs. */
   readonly eventCount: number;
-  /** The INTIDs the ITEs name (each once); per INTID the number of ITEs, and the vCPU a new LPI targets (NO_VCPU: none). */
+  /** The INTIDs the ITEs name (each once, the first lpiCount entries of lpiIds). */
   readonly lpiCount: number;
   readonly lpiIds: Uint32Array;
+  /**
+   * Indexed by INTID (2^16 entries, the LPI INTID space): the number of ITEs naming it, and the
+   * vCPU a new LPI targets (NO_VCPU: none). Only the entries of lpiIds are read.
+   */
   readonly lpiRefs: Uint32Array;
   readonly lpiTarget: Int32Array;
-  /** The ICIDs the ITEs name (each once); per ICID the number of ITEs. */
+  /** The ICIDs the ITEs name (each once, the first icidCount entries of icidIds). */
   readonly icidCount: number;
   readonly icidIds: Uint32Array;
+  /** Indexed by ICID (2^16 entries): the number of ITEs naming it. Only the entries of icidIds are read. */
   readonly icidRefs: Uint32Array;
 }
 

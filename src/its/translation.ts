@@ -16,7 +16,7 @@
  * Every ITE holds one reference on its LPI (LpiSystem.acquire/release); the LPI's target
  * lives in the LpiSystem. Every change is reported to the change listener.
  */
-import { MAX_LPI_INTID_BITS, NO_VCPU, type LpiSystem } from '../redist/types.js';
+import { LPI_BASE, MAX_LPI_INTID_BITS, NO_VCPU, type LpiSystem } from '../redist/types.js';
 import {
   ADD_EVENTS_EFAULT, ADD_EVENTS_ENOMEM, ADD_EVENTS_EXISTS, ADD_EVENTS_INVALID, ADD_EVENTS_OK, COLLECTION_NOT_MAPPED,
   EVENTS_PER_EVENT_PAGE, ITE_NO_COLLECTION, type ItsChangeListener, type StagedEvents,
@@ -314,7 +314,7 @@ export class TranslationState {
     if (!this.isDeviceMapped(devid)) return ADD_INVALID;
     const meta = this.devMeta[devid]!;
     if (eventid >>> 0 !== eventid || eventid >>> (meta & META_BITS_MASK) !== 0) return ADD_INVALID;
-    if (!(intid >= 1 && intid < INTID_LIMIT) || intid % 1 !== 0) return ADD_INVALID;
+    if (!(intid >= LPI_BASE && intid < INTID_LIMIT) || intid % 1 !== 0) return ADD_INVALID;
     if (icid >>> 0 !== icid || icid >= MAX_COLLECTION_IDS) return ADD_INVALID;
     let dir = this.deviceDir(devid);
     if (dir < 0) {
@@ -476,7 +476,7 @@ export class TranslationState {
       const eventid = eventids[k]!;
       const intid = intids[k]!;
       const icid = icids[k]!;
-      if (eventid >>> bits !== 0 || intid === 0 || intid >= INTID_LIMIT || icid >= MAX_COLLECTION_IDS) {
+      if (eventid >>> bits !== 0 || intid < LPI_BASE || intid >= INTID_LIMIT || icid >= MAX_COLLECTION_IDS) {
         reason = ADD_INVALID;
         break;
       }
@@ -556,7 +556,7 @@ export class TranslationState {
     }
     for (let i = 0; i < s.lpiCount; i++) {
       const intid = s.lpiIds[i]!;
-      if (intid === 0 || intid >= INTID_LIMIT) return ADD_INVALID;
+      if (intid < LPI_BASE || intid >= INTID_LIMIT) return ADD_INVALID;
     }
     if (pages > this.freeEventPages) return ADD_ENOMEM;
 

@@ -432,6 +432,8 @@ export class LpiRedistributors implements LpiSystem {
 
   acquireMany(intid: number, target: number, count: number): boolean {
     if (!(count >= 1 && count <= U32_MAX) || count % 1 !== 0 || !inLpiSpace(intid)) return false;
+    // The same rule as acquire, also for an LPI that exists (whose target stays as it is).
+    if (target !== NO_VCPU && !this.validVcpu(target)) return false;
     const rc = this.refcounts[intid]!;
     if (rc === 0) {
       if (!this.acquire(intid, target)) return false;

@@ -4,7 +4,7 @@ import {
   ADD_EVENTS_EFAULT, ADD_EVENTS_ENOMEM, ADD_EVENTS_EXISTS, ADD_EVENTS_INVALID, ADD_EVENTS_OK, ITE_NO_COLLECTION,
   type ItsChangeListener,
 } from '../../src/its/table-state.js';
-import { cmd, ittOf, makeVm } from './helpers.js';
+import { PEND_TABLES, cmd, ittOf, makeVm } from './helpers.js';
 
 const u32 = (xs: number[]): Uint32Array => Uint32Array.from(xs);
 const u16 = (xs: number[]): Uint16Array => Uint16Array.from(xs);
@@ -80,7 +80,7 @@ describe('addEvents', () => {
   });
 
   it('is all or nothing: a failing event undoes the call (pages, LPIs, counts)', () => {
-    const { its, q, lpis } = makeVm();
+    const { its, q, lpis, memory } = makeVm();
     q.run(cmd.mapc(0, 0), cmd.mapd(4, 15, ittOf(4)), cmd.mapti(4, 700, 8400, 0));
     const before = { events: its.eventCount(), pages: its.eventPagesInUse };
     const check = (): void => {
@@ -101,9 +101,17 @@ describe('addEvents', () => {
     expect(its.addEvents(4, 1, u32([0x10000]), u32([8500]), u16([0]))).toBe(ADD_EVENTS_INVALID);
     expect(its.addEvents(5, 1, u32([1]), u32([8500]), u16([0]))).toBe(ADD_EVENTS_INVALID);
     check();
-    // LPI creation fault: INTID below the LPI range cannot be acquired.
-    expect(its.addEvents(4, 2, u32([1, 2]), u32([8500, 100]), u16([0, 0]))).toBe(ADD_EVENTS_EFAULT);
+    // INTID below the LPI range: invalid, not a fault.
+    expect(its.addEvents(4, 2, u32([1, 2]), u32([8500, 100]), u16([0, 0]))).toBe(ADD_EVENTS_INVALID);
     check();
+    // LPI creation fault: LPI 8501 (collection 0 targets vCPU 0) has its pending bit set, and
+    // with guest memory frozen the bit cannot be consumed; 8500 was created first.
+    memory.writeU8(PEND_TABLES + (8501 >>> 3), 1 << (8501 & 7));
+    memory.freeze();
+    expect(its.addEvents(4, 2, u32([1, 2]), u32([8500, 8501]), u16([0, 0]))).toBe(ADD_EVENTS_EFAULT);
+    memory.thaw();
+    check();
+    expect(lpis.exists(8501)).toBe(false);
   });
 
   it('returns ENOMEM at the event-page cap and leaves nothing behind', () => {

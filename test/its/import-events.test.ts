@@ -407,8 +407,8 @@ describe('importEvents: rejections leave the state unchanged', () => {
     }
   });
 
-  it('an INTID below the LPI range is not imported (no LPI can be created for it)', () => {
-    rejected(null, () => stage(all(), [...mainItes(), [3, 901, 100, 0]], targetOf));
+  it('an INTID below the LPI range (1..8191): INVALID, like one above it (no LPI can be created for it)', () => {
+    for (const bad of [1, 100, 8191]) rejected(ADD_EVENTS_INVALID, () => stage(all(), [...mainItes(), [3, 901, bad, 0]], targetOf));
   });
 
   it('more pages than freeEventPages: ENOMEM; exactly freeEventPages fits', () => {

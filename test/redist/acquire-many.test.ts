@@ -146,6 +146,20 @@ describe('acquireMany with a bad count or INTID', () => {
     expect(before.refcount).toBe(2);
   });
 
+  it('refuses a target that is not a vCPU, also for an LPI that exists (as acquire does)', () => {
+    const f = makeFixture();
+    f.setConfig(8402, 0x81);
+    expect(f.rd.acquireMany(8402, 2, 2)).toBe(true);
+    const before = lpiState(f, 8402);
+    for (const target of [f.rd.nrVcpus, 1000, -5, 2.5]) {
+      expect(f.rd.acquire(8402, target), `acquire, target ${target}`).toBe(false);
+      expect(f.rd.acquireMany(8402, target, 3), `acquireMany, target ${target}`).toBe(false);
+      expect(f.rd.acquireMany(8403, target, 1), `new LPI, target ${target}`).toBe(false);
+    }
+    expect(lpiState(f, 8402)).toEqual(before);
+    expect(f.rd.exists(8403)).toBe(false);
+  });
+
   it('returns false for INTIDs outside the LPI space', () => {
     const f = makeFixture();
     for (const intid of [0, 1023, 8191, 65536, -1, 8192.5, Number.NaN]) expect(f.rd.acquireMany(intid, 0, 2)).toBe(false);

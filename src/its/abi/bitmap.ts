@@ -77,3 +77,31 @@ export class GrowableF64 {
     this.data[this.length++] = v;
   }
 }
+
+const EMPTY_WORDS = new Uint32Array(0);
+
+/**
+ * Hands out small word arrays as views of shared blocks, for bulk creation of many small
+ * bitmaps (the saver's image after a restore: one per device). In V8 a typed array of more
+ * than 64 bytes gets a backing store of its own, about 2 us each (measured: 1024 slices of
+ * 128 bytes, 1.9 ms; the same as views, 0.06 ms). A block lives as long as any of its views,
+ * so a slab is for arrays created together, not for long-lived one-by-one allocation.
+ */
+export class WordSlab {
+  private block = EMPTY_WORDS;
+  private used = 0;
+
+  constructor(private readonly blockWords = 16384) {}
+
+  /** A new array holding words [0, words) of `src`. */
+  copyOf(src: Uint32Array, words: number): Uint32Array {
+    if (words > this.block.length - this.used) {
+      this.block = new Uint32Array(Math.max(this.blockWords, words));
+      this.used = 0;
+    }
+    const view = this.block.subarray(this.used, this.used + words);
+    view.set(src.subarray(0, words));
+    this.used += words;
+    return view;
+  }
+}

@@ -52,7 +52,7 @@ import { TableError, hex } from './errors.js';
 import { InterruptTranslationEntry } from './ite.js';
 import { L2_ENTRIES, Level1Entry } from './level1.js';
 import { LOCATE_NOT_IN_MEMORY, LOCATE_OUT_OF_TABLE, locateSlot } from './locate.js';
-import { GrowableU32, nextSetBit, prevSetBit, testBit } from './bitmap.js';
+import { GrowableU32, WordSlab, nextSetBit, prevSetBit, testBit } from './bitmap.js';
 import { TABLE_COLLECTIONS, TABLE_DEVICES, ittTableName, type RestoredTables } from './restore.js';
 
 /** The O(1) lookups the incremental save needs: members of ItsTableState (this alias is kept for importers). */
@@ -318,6 +318,7 @@ export class ItsTableSaver implements ItsChangeListener {
     const devIds = r.devId.data;
     const words = r.pageWords;
     const bits = this.evBits; // scratch, all zero between saves
+    const slab = new WordSlab();
     for (let d = 0; d < r.devId.length; d++) {
       const devid = devIds[d]!;
       const first = r.devFirstPage.data[d]!;
@@ -342,7 +343,7 @@ export class ItsTableSaver implements ItsChangeListener {
           }
         }
       }
-      const events = used > 0 ? bits.slice(0, used) : EMPTY_BITS;
+      const events = used > 0 ? slab.copyOf(bits, used) : EMPTY_BITS;
       if (used > 0) bits.fill(0, 0, used);
       this.image.set(devid, new DeviceImage(r.devDteAddr.data[d]!, r.devItt.data[d]!, r.devBits.data[d]!, events));
       this.imageDevBits[devid >>> 5]! |= 1 << (devid & 31);
@@ -669,6 +670,22 @@ export class ItsTableSaver implements ItsChangeListener {
     return count;
   }
 
+  /** Logs as written each run of consecutive planned slots (evBits | zeroBits) in min..max of the ITT at `itt`. */
+  private logWrittenRuns(memory: GuestMemory, itt: number, min: number, max: number): void {
+    const evBits = this.evBits;
+    const zeroBits = this.zeroBits;
+    let runFrom = -1;
+    for (let e = min; e <= max + 1; e++) {
+      const planned = e <= max && ((evBits[e >>> 5]! | zeroBits[e >>> 5]!) & (1 << (e & 31))) !== 0;
+      if (planned) {
+        if (runFrom < 0) runFrom = e;
+      } else if (runFrom >= 0) {
+        memory.wroteWindow(itt + runFrom * 8, (e - runFrom) * 8);
+        runFrom = -1;
+      }
+    }
+  }
+
   /** Writes the w planned slots of the current ITT (those set in evBits | zeroBits, within itMin..itMax). */
   private emitItt(w: number): void {
     const memory = this.mem!;
@@ -681,8 +698,11 @@ export class ItsTableSaver implements ItsChangeListener {
     const span = max - min + 1;
     const start = itt + min * 8;
     if (this.itDirect) {
-      // Already in guest memory: only the dirty log and the byte count remain.
-      memory.wroteWindow(start, span * 8);
+      // Already in guest memory: only the dirty log and the byte count remain. A dense ITT is
+      // logged as one span; a sparse one run by run, so that the pages between its written
+      // slots stay clean (the VMM copies every logged page again).
+      if (w * 4 >= span) memory.wroteWindow(start, span * 8);
+      else this.logWrittenRuns(memory, itt, min, max);
       this.result.ittBlocks++;
       return;
     }

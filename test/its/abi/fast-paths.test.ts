@@ -271,6 +271,30 @@ for (const unwritable of [false, true]) {
   });
 }
 
+describe('dirty log of a sparse ITT encoded in place', () => {
+  it('logs the pages holding written slots only, not the pages between them', () => {
+    const memory = makeMemory();
+    const t = new TestVm({ layout: LAYOUT, memory });
+    t.mapc(0, 0);
+    // 14 EventID bits: a 128 KiB ITT, 32 guest pages, inside one backing chunk (encoded in place).
+    const itt = RAM_BASE + 0x86_0000;
+    t.mapd(9, 14, itt);
+    // EventID 1: byte 8, page 0; 8000: byte 64000, page 15 (64000 / 4096 = 15.6); 16000: byte 128000, page 31.
+    for (const e of [1, 8000, 16000]) t.mapti(9, e, 8192 + e, 0);
+    const log = new Uint8Array(dirtyLogBytesFor(RAM_END));
+    memory.setDirtyLog(log);
+    const windows = vi.spyOn(memory, 'writableWordWindow');
+    t.saveTables();
+    const call = windows.mock.calls.findIndex(([gpa, len]) => gpa === itt && len === 8 << 14);
+    expect(windows.mock.results[call]!.value).not.toBeNull(); // encoded in place
+    const ittPages: number[] = [];
+    const firstPage = itt / 4096;
+    for (let p = firstPage; p < firstPage + 32; p++) if ((log[p >>> 3]! >> (p & 7)) & 1) ittPages.push(p - firstPage);
+    expect(ittPages).toEqual([0, 15, 31]);
+    expect(memory.readU64Big(itt + 8000 * 8)).toBe(iteValue(8000, 8192 + 8000, 0));
+  });
+});
+
 // =========================================================================================
 // Restore
 // =========================================================================================
@@ -425,6 +449,41 @@ describe('restore of the same image: in place, from a copy, entry by entry', () 
     expect(error).toBeInstanceOf(TableError);
     const te = error as TableError;
     expect([te.errno, te.table, te.index, te.field]).toEqual([Errno.EFAULT, 'ITT of device 0x6', 1030, 'entry']);
+  });
+});
+
+describe('staged event pages are reused from one restore to the next without being cleared first', () => {
+  // The stager keeps one page buffer and writes or zeroes each slot once as it walks (no
+  // clearing pass). A sparse ITT staged into pages a dense one filled before must not inherit
+  // the dense one's words, whether that restore succeeded or failed half-way.
+  it('a sparse image restored after a dense one, and after a failed one, has exactly its own ITEs', () => {
+    const dense = saveImage(); // device 1: events 0..599, staged into the buffer's first pages
+    const memory = makeMemory();
+    const src = new TestVm({ layout: LAYOUT, memory });
+    for (let icid = 0; icid < 4; icid++) src.mapc(icid, icid);
+    src.mapd(1, 10, DEVICES[0]!.itt);
+    // Holes before, between and after the ITEs of pages 0 and 1; page 2 (slots 512..599 before) left empty.
+    const events = [3, 100, 300];
+    for (const e of events) src.mapti(1, e, intidOf(1, e), icidOf(1, e, false));
+    src.saveTables();
+    const sparse: Image = { src, regs: readSavedRegs(src), bytes: memory.buffers[0]!.slice(0) };
+    const want = events.map((e) => `1/${e} -> ${intidOf(1, e)} icid ${icidOf(1, e, false)} vcpu ${icidOf(1, e, false)}`);
+
+    // 1. After a successful dense restore.
+    expect(restoreImage(dense, 'window').error).toBeNull();
+    let r = restoreImage(sparse, 'window');
+    expect(r.error).toBeNull();
+    expect(snapshotOf(r.dst!).translations).toEqual(want);
+    expect(r.dst!.its.eventCount()).toBe(3);
+
+    // 2. After a restore that failed on device 6's event 1000 (pINTID 5: not an LPI), devices 1..5 staged.
+    const failed = restoreImage(dense, 'window', dense.regs, (m) => m.writeU64Big(DEVICES[5]!.itt + 1000 * 8, (1n << 48n) | (5n << 16n)));
+    expect(failed.error).toBeInstanceOf(TableError);
+    expect([(failed.error as TableError).errno, (failed.error as TableError).index]).toEqual([Errno.EINVAL, 1000]);
+    r = restoreImage(sparse, 'window');
+    expect(r.error).toBeNull();
+    expect(snapshotOf(r.dst!).translations).toEqual(want);
+    expect(r.dst!.its.eventCount()).toBe(3);
   });
 });
 
