@@ -371,7 +371,10 @@ export abstract class ChunkedGuestMemory implements GuestMemory {
       c.words = c.bytes.byteOffset % 4 === 0 ? new Uint32Array(c.bytes.buffer, c.bytes.byteOffset, c.length >>> 2) : null;
     }
     if (c.words === null || c.words.length === 0) return null; // (a detached buffer: a closed mapping)
-    return { words: c.words, index: (gpa - c.start) / 4 };
+    // `| 0`: exact (a chunk is at most 2 GiB and gpa is 4-byte aligned), and an int32 for V8:
+    // computed from float fields the index would be a heap number, and so would every index
+    // the caller derives from it (measured: the full save's encode loop ~20% slower).
+    return { words: c.words, index: ((gpa - c.start) / 4) | 0 };
   }
 
   writableWordWindow(gpa: number, len: number): WordWindow | null {

@@ -488,7 +488,7 @@ export class ItsTableSaver implements ItsChangeListener {
    */
   private encodePage(firstEventId: number, src: Uint32Array, offset: number): void {
     const words = this.itWords;
-    const base = this.itBase;
+    const base = this.itBase | 0; // (an int32 for V8: see ChunkedGuestMemory.wordWindow)
     const evBits = this.evBits;
     const zeroBits = this.zeroBits;
     const collNow = this.collNow;
@@ -599,7 +599,7 @@ export class ItsTableSaver implements ItsChangeListener {
    */
   private encodeItt(eventids: Uint32Array, intids: Uint32Array, icids: Uint32Array, count: number): void {
     const words = this.itWords;
-    const base = this.itBase;
+    const base = this.itBase | 0;
     const evBits = this.evBits;
     const zeroBits = this.zeroBits;
     const collNow = this.collNow;
@@ -648,7 +648,7 @@ export class ItsTableSaver implements ItsChangeListener {
   /** Zeroes (where the ITT is encoded) the imaged slots below limit that are neither live nor orphans; returns how many. */
   private zeroStale(imaged: Uint32Array, limit: number): number {
     const words = this.itWords;
-    const base = this.itBase;
+    const base = this.itBase | 0;
     const evBits = this.evBits;
     const zeroBits = this.zeroBits;
     let count = 0;
