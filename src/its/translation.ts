@@ -560,15 +560,8 @@ export class TranslationState {
     }
     if (pages > this.freeEventPages) return ADD_ENOMEM;
 
-    // LPI references, one call per LPI.
-    const lpis = this.lpis;
-    for (let i = 0; i < s.lpiCount; i++) {
-      const intid = s.lpiIds[i]!;
-      if (!lpis.acquireMany(intid, s.lpiTarget[intid]!, s.lpiRefs[intid]!)) {
-        for (let j = 0; j < i; j++) lpis.releaseMany(s.lpiIds[j]!, s.lpiRefs[s.lpiIds[j]!]!);
-        return ADD_EFAULT;
-      }
-    }
+    // LPI references, all of each LPI's at once (undone on a failure).
+    if (!this.lpis.acquireStaged(s.lpiIds, s.lpiCount, s.lpiTarget, s.lpiRefs)) return ADD_EFAULT;
 
     // Storage: one directory per device with pages, the pages copied in.
     this.reserveEventStorage(devices, pages);

@@ -27,7 +27,7 @@
  *   written the bytes of lower INTIDs before it hits the fault).
  * Nothing guest-driven throws.
  */
-import type { GuestMemory } from '../memory/guest-memory.js';
+import type { GuestMemory, WordWindow } from '../memory/guest-memory.js';
 import { GuestMemoryFault } from '../memory/errors.js';
 import { Errno, ErrnoError } from '../util/errno.js';
 import { DeliverableSet, INTID_SPACE, lowestBit } from './deliverable-set.js';
@@ -80,6 +80,8 @@ const SPURIOUS_PRIORITY = 0xff;
 const BITMAP_WORDS = INTID_SPACE >>> 5;
 const WORD_SHIFT = 11; // log2(BITMAP_WORDS): vCPU v's words start at v << WORD_SHIFT
 const U32_MAX = 0xffffffff;
+/** Bytes of the property table for the LPI INTID space (8192..65535); a pending table's LPI part is an eighth of it. */
+const LPI_SPACE_BYTES = INTID_SPACE - LPI_BASE;
 
 export interface LpiRedistStats extends LpiStats {
   /** Pending-table writes that faulted or were refused (frozen memory) on guest-driven paths. */
@@ -415,9 +417,15 @@ export class LpiRedistributors implements LpiSystem {
         pending = 1;
       }
     }
+    this.create(intid, target, config, pending, 1);
+    return true;
+  }
+
+  /** Records a new LPI (its guest bytes already read) with `refs` references. */
+  private create(intid: number, target: number, config: number, pending: number, refs: number): void {
     const w = intid >>> 5;
     const bit = 1 << (intid & 31);
-    this.refcounts[intid] = 1;
+    this.refcounts[intid] = refs;
     this.targets[intid] = target;
     this.configs[intid] = config & CONFIG_KEEP_MASK;
     this.existing[w]! |= bit;
@@ -427,7 +435,6 @@ export class LpiRedistributors implements LpiSystem {
       this.targetBits[(target << WORD_SHIFT) + w]! |= bit;
       if (pending !== 0 && (config & CONFIG_ENABLE) !== 0) this.addDeliverable(target, intid);
     }
-    return true;
   }
 
   acquireMany(intid: number, target: number, count: number): boolean {
@@ -442,6 +449,43 @@ export class LpiRedistributors implements LpiSystem {
     }
     if (count > U32_MAX - rc) return false;
     this.refcounts[intid] = rc + count;
+    return true;
+  }
+
+  acquireStaged(ids: Uint32Array, count: number, targets: Int32Array, refs: Uint32Array): boolean {
+    if (!(count >= 0 && count <= ids.length)) return false;
+    // The LPI part of the property table and of each vCPU's pending table, in place, when each
+    // lies in one backing view of guest memory (else null: those LPIs take acquireMany).
+    const prop = this.memory.wordWindow(this.propBase, LPI_SPACE_BYTES);
+    const pend: (WordWindow | null)[] = [];
+    for (let v = 0; v < this.nrVcpus; v++) pend.push(this.memory.wordWindow(this.pendBases[v]! + LPI_BASE / 8, LPI_SPACE_BYTES / 8));
+    for (let i = 0; i < count; i++) {
+      const intid = ids[i]!;
+      const target = inLpiSpace(intid) ? targets[intid]! : NO_VCPU;
+      const n = inLpiSpace(intid) ? refs[intid]! : 0;
+      if (!this.acquireStagedOne(intid, target, n, prop, target >= 0 && target < pend.length ? pend[target]! : null)) {
+        for (let j = 0; j < i; j++) this.releaseMany(ids[j]!, refs[ids[j]!]!);
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /** acquireMany(intid, target, n), with the LPI's bytes read from the windows when there are. */
+  private acquireStagedOne(intid: number, target: number, n: number, prop: WordWindow | null, pend: WordWindow | null): boolean {
+    if (!inLpiSpace(intid) || this.refcounts[intid] !== 0 || prop === null || (target !== NO_VCPU && pend === null)) {
+      return this.acquireMany(intid, target, n);
+    }
+    if (!(n >= 1 && n <= U32_MAX) || n % 1 !== 0 || (target !== NO_VCPU && !this.validVcpu(target))) return false;
+    const at = intid - LPI_BASE;
+    const config = (prop.words[prop.index + (at >>> 2)]! >>> ((at & 3) << 3)) & 0xff;
+    if (pend !== null) {
+      const byteAt = (intid >>> 3) - LPI_BASE / 8;
+      const byte = (pend.words[pend.index + (byteAt >>> 2)]! >>> ((byteAt & 3) << 3)) & 0xff;
+      // A set pending bit is consumed (a guest RAM write): the general path does that.
+      if ((byte & (1 << (intid & 7))) !== 0) return this.acquireMany(intid, target, n);
+    }
+    this.create(intid, target, config, 0, n);
     return true;
   }
 

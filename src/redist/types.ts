@@ -87,6 +87,12 @@ export interface LpiSystem {
   acquire(intid: number, target: number): boolean;
   /** `count` (>= 1) acquire()s at once (table restore). False: none taken. */
   acquireMany(intid: number, target: number, count: number): boolean;
+  /**
+   * acquireMany(ids[i], targets[ids[i]], refs[ids[i]]) for i = 0..count-1 in that order (table
+   * restore: targets and refs are indexed by INTID), reading the guest bytes in place where the
+   * tables allow. All or nothing: false when one fails, with the ones before released again.
+   */
+  acquireStaged(ids: Uint32Array, count: number, targets: Int32Array, refs: Uint32Array): boolean;
   /** Drops a reference; the last one frees the LPI (pending state lost). */
   release(intid: number): void;
   /** `count` release()s at once. */

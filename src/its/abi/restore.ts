@@ -54,6 +54,18 @@ const NOT_MAPPED = NO_VCPU;
 /** Level-1 entries that can hold 16-bit DeviceIDs: 65536 / 8192. */
 const MAX_L1_ENTRIES = 0x10000 / L2_ENTRIES;
 
+// The fixed-size arrays of the one stager (restore is synchronous and not reentrant), as
+// module constants: V8 then compiles the walk with their address and length as constants,
+// where for arrays read from object fields it reloads both on every access (measured: the
+// walk of 1M ITEs 1.5 ms faster, of about 5).
+/** Per INTID: staged ITEs naming it; the vCPU its first ITE's collection targets. */
+const STAGED_LPI_REFS = new Uint32Array(LPI_LIMIT);
+const STAGED_LPI_TARGET = new Int32Array(LPI_LIMIT);
+/** Per ICID: staged ITEs naming it. */
+const STAGED_ICID_REFS = new Uint32Array(0x10000);
+/** Per ICID: the staged or existing collection's target (a vCPU or NOT_MAPPED), or ABSENT. */
+const STAGED_COLL_TARGET = new Int32Array(0x10000);
+
 export const TABLE_COLLECTIONS = 'collection table';
 export const TABLE_DEVICES = 'device table';
 export const TABLE_DEVICES_L1 = 'device table L1';
@@ -65,7 +77,8 @@ export function ittTableName(devid: number): string {
  * What a successful restore created, in table order (the saver records it as its image), and
  * the staged ITEs in the ITS's own event-page format, so that applying them is a copy of
  * pages plus one reference count per LPI (ItsTableState.importEvents), not work per event.
- * One instance is reused by every restore: it is only valid inside the onRestored callback.
+ * One instance (the stager's) is reused by every restore: it is only valid inside the
+ * onRestored callback. (Its per-INTID and per-ICID arrays are module constants: one instance only.)
  */
 export class RestoredTables implements StagedEvents {
   readonly collIcid = new GrowableU32(16);
@@ -88,11 +101,11 @@ export class RestoredTables implements StagedEvents {
   pageCount = 0;
   eventCount = 0;
   /** Per INTID: staged ITEs naming it, and the vCPU its first ITE's collection targets (NO_VCPU: none). */
-  readonly lpiRefs = new Uint32Array(LPI_LIMIT);
-  readonly lpiTarget = new Int32Array(LPI_LIMIT);
+  readonly lpiRefs = STAGED_LPI_REFS;
+  readonly lpiTarget = STAGED_LPI_TARGET;
   private readonly lpiList = new GrowableU32(1024);
   /** Per ICID: staged ITEs naming it. */
-  readonly icidRefs = new Uint32Array(0x10000);
+  readonly icidRefs = STAGED_ICID_REFS;
   private readonly icidList = new GrowableU32(64);
 
   get collections(): number {
@@ -204,7 +217,7 @@ export class RestoredTables implements StagedEvents {
 class Stager {
   readonly out = new RestoredTables();
   /** ICID -> staged or pre-existing collection target (vCPU, NOT_MAPPED) or ABSENT. */
-  private readonly collTarget = new Int32Array(0x10000);
+  private readonly collTarget = STAGED_COLL_TARGET;
   private readonly tableReader = new TableReader();
   private readonly ittReader = new TableReader();
   // The restore in progress (begin()). One Stager serves every restore: optimised code that
@@ -410,10 +423,11 @@ class Stager {
     // index derived from it in the loop)
     const base = index | 0;
     const out = this.out;
-    const collTarget = this.collTarget;
-    const lpiRefs = out.lpiRefs;
-    const lpiTarget = out.lpiTarget;
-    const icidRefs = out.icidRefs;
+    // (the module constants themselves, not the fields that hold them: see STAGED_LPI_REFS)
+    const collTarget = STAGED_COLL_TARGET;
+    const lpiRefs = STAGED_LPI_REFS;
+    const lpiTarget = STAGED_LPI_TARGET;
+    const icidRefs = STAGED_ICID_REFS;
     // An entry below this with next = 1 stays inside the ITT.
     const denseEnd = this.lpiBytesAllIn ? Math.min(entries, this.devEvents - 1) : 0;
     // Module and imported constants as locals: each use of one in the loop would be a load
