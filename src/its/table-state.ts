@@ -61,6 +61,12 @@ export interface StagedEvents {
   readonly pageSlot: Uint8Array;
   /** ITEs in each page. */
   readonly pageLive: Uint16Array;
+  /**
+   * Optional: hands pageWords over to the ITS, which may keep it as its event storage instead
+   * of copying the pages (staged page p becomes storage page p). Its words beyond the staged
+   * pages must be zero. The stager stages into a new buffer afterwards.
+   */
+  takePageWords?(): Uint32Array;
   /** Total ITEs. */
   readonly eventCount: number;
   /** The INTIDs the ITEs name (each once, the first lpiCount entries of lpiIds). */

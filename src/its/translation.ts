@@ -563,8 +563,12 @@ export class TranslationState {
     // LPI references, all of each LPI's at once (undone on a failure).
     if (!this.lpis.acquireStaged(s.lpiIds, s.lpiCount, s.lpiTarget, s.lpiRefs)) return ADD_EFAULT;
 
-    // Storage: one directory per device with pages, the pages copied in.
-    this.reserveEventStorage(devices, pages);
+    // Storage: one directory per device with pages. A pool that never handed out a page takes
+    // the staged pages as they are (staged page p is pool page p: nothing copied); otherwise
+    // the pages are copied in.
+    const adopted = this.adoptStagedPages(s);
+    if (adopted) this.reserveDirs(devices, pages);
+    else this.reserveEventStorage(devices, pages);
     for (let d = 0; d < devices; d++) {
       const devid = s.deviceIds[d]!;
       const first = s.deviceFirstPage[d]!;
@@ -573,23 +577,11 @@ export class TranslationState {
         const dir = this.allocDir();
         this.setDeviceDir(devid, dir);
         const dirBase = dir << DIR_SHIFT;
-        // Pages are copied in runs (staged pages p.. landing on consecutive pool pages: all of
-        // them in a fresh ITS), one set() per run.
-        let runFrom = first;
-        let runPage = -1;
-        for (let p = first; p < end; p++) {
-          const page = this.allocPage();
-          if (runPage >= 0 && page !== runPage + (p - runFrom)) {
-            this.copyStagedPages(s.pageWords, runFrom, p, runPage);
-            runFrom = p;
-            runPage = page;
-          } else if (runPage < 0) {
-            runPage = page;
-          }
-          this.pageLive[page] = s.pageLive[p]!;
-          this.dirPool[dirBase | s.pageSlot[p]!] = page;
+        if (adopted) {
+          for (let p = first; p < end; p++) this.dirPool[dirBase | s.pageSlot[p]!] = p;
+        } else {
+          this.copyStagedDevicePages(s, first, end, dirBase);
         }
-        this.copyStagedPages(s.pageWords, runFrom, end, runPage);
         this.dirLive[dir] = end - first;
       }
       this.listener?.deviceChanged(devid);
@@ -597,6 +589,51 @@ export class TranslationState {
     this.eventCount += s.eventCount;
     for (let i = 0; i < s.icidCount; i++) this.collItes[s.icidIds[i]!]! += s.icidRefs[s.icidIds[i]!]!;
     return ADD_OK;
+  }
+
+  /**
+   * importEvents: makes the staged page buffer the event pool when no pool page was ever
+   * handed out (a fresh ITS, as on a migration's destination): the pool's words are all zero
+   * and no page index is in use, so staged page p can be pool page p. False: not possible.
+   */
+  private adoptStagedPages(s: StagedEvents): boolean {
+    const pages = s.pageCount;
+    if (this.pageHigh !== 0 || pages === 0 || s.takePageWords === undefined) return false;
+    const capacity = Math.min(this.maxEventPages, Math.floor(s.pageWords.length / EVENTS_PER_PAGE));
+    if (capacity < pages) return false;
+    const words = s.takePageWords();
+    this.ites = words.length === capacity * EVENTS_PER_PAGE ? words : words.subarray(0, capacity * EVENTS_PER_PAGE);
+    this.orphanBits = new Uint32Array((capacity * EVENTS_PER_PAGE) / 32);
+    this.pageLive = new Uint16Array(capacity);
+    this.pageLive.set(s.pageLive.subarray(0, pages));
+    this.pageFree = new Int32Array(capacity);
+    this.pageFreeTop = 0;
+    this.pageHigh = pages;
+    this.pagesInUse += pages;
+    return true;
+  }
+
+  /**
+   * Copies one device's staged pages [first, end) into newly allocated pool pages and enters
+   * them in its directory at dirBase, in runs (staged pages landing on consecutive pool
+   * pages: one set() per run).
+   */
+  private copyStagedDevicePages(s: StagedEvents, first: number, end: number, dirBase: number): void {
+    let runFrom = first;
+    let runPage = -1;
+    for (let p = first; p < end; p++) {
+      const page = this.allocPage();
+      if (runPage >= 0 && page !== runPage + (p - runFrom)) {
+        this.copyStagedPages(s.pageWords, runFrom, p, runPage);
+        runFrom = p;
+        runPage = page;
+      } else if (runPage < 0) {
+        runPage = page;
+      }
+      this.pageLive[page] = s.pageLive[p]!;
+      this.dirPool[dirBase | s.pageSlot[p]!] = page;
+    }
+    this.copyStagedPages(s.pageWords, runFrom, end, runPage);
   }
 
   /** Copies staged pages [from, to) onto pool pages poolPage.. */
@@ -809,6 +846,12 @@ export class TranslationState {
     if (!(pages > 0)) return;
     const wantPages = Math.min(this.maxEventPages, this.pageHigh + Math.max(0, pages - this.pageFreeTop));
     if (wantPages > this.pageLive.length) this.growPages(wantPages);
+    this.reserveDirs(devices, pages);
+  }
+
+  /** The directory part of reserveEventStorage. */
+  private reserveDirs(devices: number, pages: number): void {
+    if (!(pages > 0)) return;
     const newDirs = Math.min(Math.max(0, devices), pages);
     const wantDirs = Math.min(this.maxDirs(), this.dirHigh + Math.max(0, newDirs - this.dirFreeTop));
     if (wantDirs > this.dirLive.length) this.growDirs(wantDirs);

@@ -445,3 +445,67 @@ describe('importEvents: rejections leave the state unchanged', () => {
     expect(lpis.refcount(8192)).toBe(4);
   });
 });
+
+describe('importEvents: a fresh pool takes the staged buffer as it is (takePageWords)', () => {
+  /** The fixture without the pre-existing ITE: no pool page was ever handed out. */
+  function freshFixture(maxEventPages?: number): Vm {
+    const vm = makeVm(maxEventPages === undefined ? {} : { maxEventPages });
+    vm.q.run(cmd.mapc(0, 1), cmd.mapc(1, 2));
+    vm.its.addCollection(5, COLLECTION_NOT_MAPPED);
+    for (const [d, bits] of DEVICE_BITS) vm.q.run(cmd.mapd(d, bits - 1, ittOf(d)));
+    return vm;
+  }
+  /** A staging whose buffer can be taken, spare pages (zero) after the staged ones; counts the hand-overs. */
+  function takeable(extraPages: number): { s: Staged; taken: () => number } {
+    const s = stage([...DEVICE_BITS.keys()], mainItes(), targetOf);
+    const words = new Uint32Array((s.pageCount + extraPages) * 256);
+    words.set(s.pageWords.subarray(0, s.pageCount * 256));
+    let n = 0;
+    const staged: Staged = { ...s, pageWords: words, takePageWords: () => { n++; return words; } };
+    return { s: staged, taken: () => n };
+  }
+  const translations = (vm: Vm): number[][] => mainItes().map(([d, e]) => [vm.its.translate(d, e), vm.its.eventCollection(d, e)]);
+
+  it('a fresh ITS keeps the buffer: same translations and counts as a copy, later MAPTIs grow the storage', () => {
+    const vm = freshFixture();
+    const { s, taken } = takeable(2);
+    const freeBefore = vm.its.freeEventPages();
+    expect(vm.its.importEvents(s)).toBe(ADD_EVENTS_OK);
+    expect(taken()).toBe(1);
+    expect(translations(vm)).toEqual(mainItes().map(([, , intid, icid]) => [intid, icid]));
+    expect(vm.its.eventCount()).toBe(mainItes().length);
+    expect(vm.its.freeEventPages()).toBe(freeBefore - 6);
+    expect(vm.lpis.refcount(8192)).toBe(refsExpected(mainItes(), 8192));
+    // The storage is the staged buffer (8 pages, 6 used). Four new pages: two spare ones, then growth.
+    const pagesBefore = vm.its.eventPagesInUse;
+    vm.q.run(cmd.mapti(3, 768, 9503, 0), cmd.mapti(7, 7, 9600, 1), cmd.mapti(7, 300, 9601, 1), cmd.mapti(7, 40000, 9602, 1));
+    expect(vm.its.eventPagesInUse).toBe(pagesBefore + 4);
+    expect([vm.its.translate(3, 768), vm.its.translate(7, 7), vm.its.translate(7, 300), vm.its.translate(7, 40000)]).toEqual([9503, 9600, 9601, 9602]);
+    // Nothing else appeared on the new pages, and the imported ITEs are intact.
+    expect(vm.its.translate(7, 8)).toBe(0);
+    expect(vm.its.translate(7, 40001)).toBe(0);
+    expect(translations(vm)).toEqual(mainItes().map(([, , intid, icid]) => [intid, icid]));
+    // DISCARD and MAPD V=0 on adopted pages free them like any other.
+    vm.q.run(cmd.mapd(3, 9, ittOf(3), false));
+    expect(vm.its.translate(3, 0)).toBe(0);
+    expect(vm.lpis.exists(8300)).toBe(false);
+  });
+
+  it('an ITS whose storage was used before copies the staged pages (the buffer is not taken)', () => {
+    const vm = fixture(); // MAPTI (1, 0) took a pool page
+    const { s, taken } = takeable(0);
+    expect(vm.its.importEvents(s)).toBe(ADD_EVENTS_OK);
+    expect(taken()).toBe(0);
+    expect(translations(vm)).toEqual(mainItes().map(([, , intid, icid]) => [intid, icid]));
+    s.pageWords.fill(0); // the ITS does not alias the staged buffer
+    expect(translations(vm)).toEqual(mainItes().map(([, , intid, icid]) => [intid, icid]));
+  });
+
+  it('a rejected import does not take the buffer', () => {
+    const vm = freshFixture(5); // 6 pages needed: ENOMEM
+    const { s, taken } = takeable(0);
+    expect(vm.its.importEvents(s)).toBe(ADD_EVENTS_ENOMEM);
+    expect(taken()).toBe(0);
+    expect(vm.its.eventCount()).toBe(0);
+  });
+});

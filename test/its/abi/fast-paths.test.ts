@@ -456,18 +456,23 @@ describe('staged event pages are reused from one restore to the next without bei
   // The stager keeps one page buffer and writes or zeroes each slot once as it walks (no
   // clearing pass). A sparse ITT staged into pages a dense one filled before must not inherit
   // the dense one's words, whether that restore succeeded or failed half-way.
-  it('a sparse image restored after a dense one, and after a failed one, has exactly its own ITEs', () => {
-    const dense = saveImage(); // device 1: events 0..599, staged into the buffer's first pages
+  /** Device 1 only, with events 3, 100 and 300: holes before, between and after the ITEs of pages 0 and 1. */
+  const SPARSE_EVENTS = [3, 100, 300];
+  function sparseImage(): Image {
     const memory = makeMemory();
     const src = new TestVm({ layout: LAYOUT, memory });
     for (let icid = 0; icid < 4; icid++) src.mapc(icid, icid);
     src.mapd(1, 10, DEVICES[0]!.itt);
-    // Holes before, between and after the ITEs of pages 0 and 1; page 2 (slots 512..599 before) left empty.
-    const events = [3, 100, 300];
-    for (const e of events) src.mapti(1, e, intidOf(1, e), icidOf(1, e, false));
+    for (const e of SPARSE_EVENTS) src.mapti(1, e, intidOf(1, e), icidOf(1, e, false));
     src.saveTables();
-    const sparse: Image = { src, regs: readSavedRegs(src), bytes: memory.buffers[0]!.slice(0) };
-    const want = events.map((e) => `1/${e} -> ${intidOf(1, e)} icid ${icidOf(1, e, false)} vcpu ${icidOf(1, e, false)}`);
+    return { src, regs: readSavedRegs(src), bytes: memory.buffers[0]!.slice(0) };
+  }
+  const failDevice6 = (m: ArrayBufferGuestMemory): void => m.writeU64Big(DEVICES[5]!.itt + 1000 * 8, (1n << 48n) | (5n << 16n));
+
+  it('a sparse image restored after a dense one, and after a failed one, has exactly its own ITEs', () => {
+    const dense = saveImage(); // device 1: events 0..599, staged into the buffer's first pages
+    const sparse = sparseImage();
+    const want = SPARSE_EVENTS.map((e) => `1/${e} -> ${intidOf(1, e)} icid ${icidOf(1, e, false)} vcpu ${icidOf(1, e, false)}`);
 
     // 1. After a successful dense restore.
     expect(restoreImage(dense, 'window').error).toBeNull();
@@ -477,13 +482,35 @@ describe('staged event pages are reused from one restore to the next without bei
     expect(r.dst!.its.eventCount()).toBe(3);
 
     // 2. After a restore that failed on device 6's event 1000 (pINTID 5: not an LPI), devices 1..5 staged.
-    const failed = restoreImage(dense, 'window', dense.regs, (m) => m.writeU64Big(DEVICES[5]!.itt + 1000 * 8, (1n << 48n) | (5n << 16n)));
+    const failed = restoreImage(dense, 'window', dense.regs, failDevice6);
     expect(failed.error).toBeInstanceOf(TableError);
     expect([(failed.error as TableError).errno, (failed.error as TableError).index]).toEqual([Errno.EINVAL, 1000]);
     r = restoreImage(sparse, 'window');
     expect(r.error).toBeNull();
     expect(snapshotOf(r.dst!).translations).toEqual(want);
     expect(r.dst!.its.eventCount()).toBe(3);
+    // The fresh ITS keeps the staging buffer as its event storage: its next pages (pool pages
+    // 2.. here) are past the staged ones, where the failed restore had written device 2..5's
+    // ITEs. A new page must hold only what is mapped on it.
+    const t = r.dst!;
+    t.mapti(1, 600, 9999, 0); // device 1, EventID page 2
+    t.mapd(8, 10, RAM_BASE + 0x85_0000);
+    t.mapti(8, 5, 9998, 1);
+    expect(snapshotOf(t).translations).toEqual([...want, `1/600 -> 9999 icid 0 vcpu 0`]);
+    for (let e = 0; e < 1024; e++) expect(t.its.translate(8, e), `8/${e}`).toBe(e === 5 ? 9998 : 0);
+    expect(t.its.eventCount()).toBe(5);
+  });
+
+  it('a restore does not change the ITS of the restore before it (whose event storage was the staging buffer)', () => {
+    const dense = saveImage();
+    const expected = snapshotOf(dense.src);
+    const first = restoreImage(dense, 'window');
+    expect(first.error).toBeNull();
+    // Another restore, successful, then a failing one: both stage into buffers of their own.
+    expect(restoreImage(sparseImage(), 'window').error).toBeNull();
+    expect(restoreImage(dense, 'window', dense.regs, failDevice6).error).toBeInstanceOf(TableError);
+    expect(snapshotOf(first.dst!)).toEqual(expected);
+    expect(first.dst!.its.eventCount()).toBe(expected.translations.length);
   });
 });
 
