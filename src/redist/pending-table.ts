@@ -4,9 +4,10 @@
  * bits a table is 8 KiB: its LPI bytes 1024..8191 lie in the first two 4 KiB pages of the
  * (64 KiB aligned) table.
  *
- * The save works a 32-bit word (32 INTIDs) at a time on a copy of the span of each page
- * that holds LPIs targeting the table's vCPU, merging their pending latches (bits of other
- * LPIs are kept), and writes the span back when a byte changed. Guest RAM ends up with
+ * The save works a 32-bit word (32 INTIDs) at a time over the span of each page that holds
+ * LPIs targeting the table's vCPU, merging their pending latches (bits of other LPIs are
+ * kept): in place in guest RAM where the span lies in one backing view (the dirty log set
+ * after the data, when a word changed), else on a copy written back when a byte changed. Guest RAM ends up with
  * exactly the bytes KVM's byte-by-byte vgic_v3_save_pending_tables leaves, and the pages
  * written are exactly those holding a changed byte (unchanged bytes of such a page may be
  * rewritten with their own value: no guest-visible difference, the page is dirty anyway).
@@ -83,9 +84,18 @@ export function savePendingTable(
     const last = span[1]!;
     const from = first * 4;
     const len = (last - first + 1) * 4;
+    const window = LITTLE_ENDIAN_HOST ? memory.writableWordWindow(base + from, len) : null;
+    if (window !== null) {
+      // (words rewritten with their own value are no change the guest can see)
+      if (mergeWords(window.words, window.index - first, targets, latches, first, last) !== 0) {
+        memory.wroteWindow(base + from, len);
+        written += len;
+      }
+      continue;
+    }
     memory.readBytes(base + from, scratch.bytes, from, len);
     const changed = LITTLE_ENDIAN_HOST
-      ? mergeWords(scratch.words, targets, latches, first, last)
+      ? mergeWords(scratch.words, 0, targets, latches, first, last)
       : mergeWordsPortable(scratch.view, targets, latches, first, last);
     if (changed !== 0) {
       memory.writeBytes(base + from, scratch.bytes, from, len);
@@ -96,17 +106,17 @@ export function savePendingTable(
 }
 
 /**
- * words[w] = (words[w] & ~targets[w]) | (latches[w] & targets[w]) for w in [first, last];
- * returns the OR of all changes (0: nothing changed). Branch-free: words without a target
- * bit are rewritten unchanged.
+ * words[at + w] = (words[at + w] & ~targets[w]) | (latches[w] & targets[w]) for w in
+ * [first, last]; returns the OR of all changes (0: nothing changed). Branch-free: words
+ * without a target bit are rewritten unchanged.
  */
-function mergeWords(words: Uint32Array, targets: Uint32Array, latches: Uint32Array, first: number, last: number): number {
+function mergeWords(words: Uint32Array, at: number, targets: Uint32Array, latches: Uint32Array, first: number, last: number): number {
   let changes = 0;
   for (let w = first; w <= last; w++) {
     const t = targets[w]!;
-    const old = words[w]!;
+    const old = words[at + w]!;
     const now = (old & ~t) | (latches[w]! & t);
-    words[w] = now;
+    words[at + w] = now;
     changes |= old ^ now;
   }
   return changes;

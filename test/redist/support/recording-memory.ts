@@ -1,7 +1,8 @@
 /**
  * The real ArrayBufferGuestMemory (src/memory) plus what the redist tests need to check
- * which guest bytes were written: every successful writeU8 / writeBytes (the only writes the
- * LPI system makes) is recorded, and peek/poke give the test byte access without recording.
+ * which guest bytes were written: every successful writeU8 / writeBytes, and every wroteWindow
+ * (how a write made in place through writableWordWindow is declared), is recorded: those are
+ * the only writes the LPI system makes. peek/poke give the test byte access without recording.
  */
 import { ArrayBufferGuestMemory } from '../../../src/memory/array-buffer-guest-memory.js';
 
@@ -17,6 +18,11 @@ export class RecordingGuestMemory extends ArrayBufferGuestMemory {
 
   override writeBytes(gpa: number, src: Uint8Array, srcOffset = 0, len = src.length - srcOffset): void {
     super.writeBytes(gpa, src, srcOffset, len);
+    if (!this.quiet) this.writes.push({ gpa, len });
+  }
+
+  override wroteWindow(gpa: number, len: number): void {
+    super.wroteWindow(gpa, len);
     if (!this.quiet) this.writes.push({ gpa, len });
   }
 
