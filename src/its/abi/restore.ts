@@ -13,9 +13,10 @@
  *    Also there: the ITS's event storage must hold the staged ITEs (else -ENOMEM, as KVM's ITE
  *    allocation failing).
  * 3. apply through the ItsTableState mutators: collections, devices, then one importEvents
- *    that copies the staged pages and takes each LPI's references at once (creating the LPI,
- *    consuming its pending bit, with its first ITE's target: the state KVM's per-ITE
- *    vgic_add_lpi calls leave).
+ *    that takes each LPI's references at once (creating the LPI, consuming its pending bit,
+ *    with its first ITE's target: the state KVM's per-ITE vgic_add_lpi calls leave) and
+ *    copies the staged pages in, or, in an ITS that never allocated an event page, keeps the
+ *    staging buffer as its event storage (RestoredTables.takePageWords).
  *
  * Errors are KVM's errno in a TableError naming the table, the entry index and the field.
  *
