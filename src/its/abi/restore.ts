@@ -283,7 +283,11 @@ class Stager {
   private devEventBits = 0;
   /** 2^devEventBits, precomputed (the ** operator is slow on the per-entry path). */
   private devEvents = 0;
-  private ittName = '';
+  /** DeviceID of the ITT being walked (its table name is built only for an error message). */
+  private devId = 0;
+  private get ittName(): string {
+    return ittTableName(this.devId);
+  }
   /**
    * The staged page being filled (-1: none yet for this device), its EventID page, its ITE
    * count, and how many of its slots from the first are written or zeroed (the walk only moves
@@ -456,7 +460,7 @@ class Stager {
     out.devFirstPage.push(out.pageCount);
     this.devEventBits = bits;
     this.devEvents = 1 << bits;
-    this.ittName = ittTableName(id);
+    this.devId = id;
     this.curPage = -1;
     this.curSlot = -1;
     this.curLive = 0;
