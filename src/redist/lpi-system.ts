@@ -31,7 +31,7 @@ import type { GuestMemory, WordWindow } from '../memory/guest-memory.js';
 import { GuestMemoryFault } from '../memory/errors.js';
 import { Errno, ErrnoError } from '../util/errno.js';
 import { DeliverableSet, INTID_SPACE, lowestBit } from './deliverable-set.js';
-import { PENDING_TABLE_BYTES, PendingTableScratch, pendingTableAccessible, savePendingTable } from './pending-table.js';
+import { PENDING_TABLE_BYTES, PendingTableScratch, pendingTableAccessible, writePendingTables } from './pending-table.js';
 import {
   GICR_CTLR,
   GICR_CTLR_ENABLE_LPIS,
@@ -753,11 +753,7 @@ export class LpiRedistributors implements LpiSystem {
         throw new GuestMemoryFault(base, PENDING_TABLE_BYTES, `pending table read (vCPU ${v})`);
       }
     }
-    for (let v = 0; v < this.nrVcpus; v++) {
-      this.stats.pendingTableWrites += savePendingTable(
-        this.memory, this.pendBases[v]!, this.targetViews[v]!, this.latchBits, this.saveScratch,
-      );
-    }
+    writePendingTables(this.memory, this.pendBases, this.targetViews, this.latchBits, this.saveScratch, this.stats);
   }
 
   // =====================================================================================
