@@ -66,6 +66,9 @@ const STAGED_LPI_TARGET = new Int32Array(LPI_LIMIT);
 const STAGED_ICID_REFS = new Uint32Array(0x10000);
 /** Per ICID: the staged or existing collection's target (a vCPU or NOT_MAPPED), or ABSENT. */
 const STAGED_COLL_TARGET = new Int32Array(0x10000);
+/** The INTIDs and ICIDs with staged ITEs, ascending (finish()). */
+const STAGED_LPI_IDS = new Uint32Array(LPI_LIMIT);
+const STAGED_ICID_IDS = new Uint32Array(0x10000);
 
 export const TABLE_COLLECTIONS = 'collection table';
 export const TABLE_DEVICES = 'device table';
@@ -108,10 +111,10 @@ export class RestoredTables implements StagedEvents {
   /** Per INTID: staged ITEs naming it, and the vCPU its first ITE's collection targets (NO_VCPU: none). */
   readonly lpiRefs = STAGED_LPI_REFS;
   readonly lpiTarget = STAGED_LPI_TARGET;
-  private readonly lpiList = new GrowableU32(1024);
+  private lpiIdCount = 0;
   /** Per ICID: staged ITEs naming it. */
   readonly icidRefs = STAGED_ICID_REFS;
-  private readonly icidList = new GrowableU32(64);
+  private icidIdCount = 0;
 
   get collections(): number {
     return this.collIcid.length;
@@ -135,16 +138,16 @@ export class RestoredTables implements StagedEvents {
     return this.devFirstPage.data;
   }
   get lpiCount(): number {
-    return this.lpiList.length;
+    return this.lpiIdCount;
   }
   get lpiIds(): Uint32Array {
-    return this.lpiList.data;
+    return STAGED_LPI_IDS;
   }
   get icidCount(): number {
-    return this.icidList.length;
+    return this.icidIdCount;
   }
   get icidIds(): Uint32Array {
-    return this.icidList.data;
+    return STAGED_ICID_IDS;
   }
 
   /** End (exclusive) of device d's pages. */
@@ -157,12 +160,16 @@ export class RestoredTables implements StagedEvents {
    * (scans of 2^16 counters and of the pages, instead of work on the per-event path).
    */
   finish(): void {
-    this.lpiList.clear();
-    const refs = this.lpiRefs;
-    for (let intid = LPI_BASE; intid < LPI_LIMIT; intid++) if (refs[intid] !== 0) this.lpiList.push(intid);
-    this.icidList.clear();
-    const icids = this.icidRefs;
-    for (let icid = 0; icid < icids.length; icid++) if (icids[icid] !== 0) this.icidList.push(icid);
+    const refs = STAGED_LPI_REFS;
+    const lpiIds = STAGED_LPI_IDS;
+    let n = 0;
+    for (let intid = LPI_BASE; intid < LPI_LIMIT; intid++) if (refs[intid] !== 0) lpiIds[n++] = intid;
+    this.lpiIdCount = n;
+    const icids = STAGED_ICID_REFS;
+    const icidIds = STAGED_ICID_IDS;
+    n = 0;
+    for (let icid = 0; icid < icids.length; icid++) if (icids[icid] !== 0) icidIds[n++] = icid;
+    this.icidIdCount = n;
     let events = 0;
     for (let p = 0; p < this.pageCount; p++) events += this.pageLive[p]!;
     this.eventCount = events;
@@ -241,8 +248,8 @@ export class RestoredTables implements StagedEvents {
     this.devDteAddr.length = 0;
     this.lpiRefs.fill(0); // (a failed restore may have staged references that were never listed)
     this.icidRefs.fill(0);
-    this.lpiList.clear();
-    this.icidList.clear();
+    this.lpiIdCount = 0;
+    this.icidIdCount = 0;
     if (this.pageWordsTaken) {
       // The ITS owns the buffer now: drop it (the next restore allocates one of its size).
       this.pageWords = EMPTY_PAGE_WORDS;
