@@ -471,7 +471,7 @@ export class LpiRedistributors implements LpiSystem {
     return true;
   }
 
-  /** acquireMany(intid, target, n), with the LPI's bytes read from the windows when there are. */
+  /** acquireMany(intid, target, n), reading the LPI's bytes through the windows when both are there. */
   private acquireStagedOne(intid: number, target: number, n: number, prop: WordWindow | null, pend: WordWindow | null): boolean {
     if (!inLpiSpace(intid) || this.refcounts[intid] !== 0 || prop === null || (target !== NO_VCPU && pend === null)) {
       return this.acquireMany(intid, target, n);

@@ -7,10 +7,10 @@
  * The save works a 32-bit word (32 INTIDs) at a time over the span of each page that holds
  * LPIs targeting the table's vCPU, merging their pending latches (bits of other LPIs are
  * kept): in place in guest RAM where the span lies in one backing view (the dirty log set
- * after the data, when a word changed), else on a copy written back when a byte changed. Guest RAM ends up with
- * exactly the bytes KVM's byte-by-byte vgic_v3_save_pending_tables leaves, and the pages
- * written are exactly those holding a changed byte (unchanged bytes of such a page may be
- * rewritten with their own value: no guest-visible difference, the page is dirty anyway).
+ * after the data, when a word changed), else on a copy written back when a byte changed.
+ * Guest RAM ends up with exactly the bytes KVM's byte-by-byte vgic_v3_save_pending_tables
+ * leaves, and the pages logged as written are exactly those holding a changed byte
+ * (unchanged words may be rewritten with their own value: no guest-visible difference).
  *
  * Guest memory regions are 4 KiB aligned, so a span inside one page lies inside one region
  * (a bulk access never straddles two regions where byte accesses would not).
