@@ -2,9 +2,8 @@
 import { describe, expect, it } from 'vitest';
 import {
   ADD_EVENTS_EFAULT, ADD_EVENTS_ENOMEM, ADD_EVENTS_EXISTS, ADD_EVENTS_INVALID, ADD_EVENTS_OK, ITE_NO_COLLECTION,
-  type ItsChangeListener,
 } from '../../src/its/table-state.js';
-import { PEND_TABLES, cmd, ittOf, makeVm } from './helpers.js';
+import { PEND_TABLES, cmd, ittOf, makeVm, recordingListener } from './helpers.js';
 
 const u32 = (xs: number[]): Uint32Array => Uint32Array.from(xs);
 const u16 = (xs: number[]): Uint16Array => Uint16Array.from(xs);
@@ -61,13 +60,7 @@ describe('addEvents', () => {
     q.run(cmd.mapc(0, 1), cmd.mapc(1, 0, true), cmd.mapd(4, 9, ittOf(4)));
     q.run(cmd.mapc(1, 0, false)); // collection 1 gone
     q.run(cmd.mapti(4, 1000, 8300, 0)); // an existing event on page 3
-    const changes: string[] = [];
-    const listener: ItsChangeListener = {
-      deviceChanged: (d) => changes.push(`dev ${d}`),
-      eventChanged: (d, e) => changes.push(`ev ${d}/${e}`),
-      collectionsChanged: () => changes.push('coll'),
-      allChanged: () => changes.push('all'),
-    };
+    const { changes, listener } = recordingListener();
     its.setChangeListener(listener);
     const r = its.addEvents(4, 3, u32([0, 255, 769]), u32([8192, 8193, 8192]), u16([0, 0, 0]));
     expect(r).toBe(ADD_EVENTS_OK);

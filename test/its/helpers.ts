@@ -6,6 +6,7 @@
  */
 import { ArrayBufferGuestMemory } from '../../src/memory/array-buffer-guest-memory.js';
 import { Its, type ItsOptions } from '../../src/its/its.js';
+import type { ItsChangeListener } from '../../src/its/table-state.js';
 import { GITS_BASER0, GITS_CBASER, GITS_CREADR, GITS_CTLR, GITS_CWRITER } from '../../src/its/types.js';
 import { LpiRedistributors } from '../../src/redist/lpi-system.js';
 
@@ -165,4 +166,19 @@ export function commands(its: Its, name: string): number {
 /** A 64 KiB ITT area for device n. */
 export function ittOf(n: number): number {
   return ITT_BASE + n * 0x1_0000;
+}
+
+/**
+ * A change listener that records each call as a string ('dev D', 'ev D/E', 'coll', 'all'),
+ * in order, into `changes`.
+ */
+export function recordingListener(): { changes: string[]; listener: ItsChangeListener } {
+  const changes: string[] = [];
+  const listener: ItsChangeListener = {
+    deviceChanged: (d) => changes.push(`dev ${d}`),
+    eventChanged: (d, e) => changes.push(`ev ${d}/${e}`),
+    collectionsChanged: () => changes.push('coll'),
+    allChanged: () => changes.push('all'),
+  };
+  return { changes, listener };
 }

@@ -8,10 +8,10 @@
 import { describe, expect, it } from 'vitest';
 import {
   ADD_EVENTS_EFAULT, ADD_EVENTS_ENOMEM, ADD_EVENTS_EXISTS, ADD_EVENTS_INVALID, ADD_EVENTS_OK, COLLECTION_NOT_MAPPED,
-  ITE_NO_COLLECTION, type ItsChangeListener, type StagedEvents,
+  ITE_NO_COLLECTION, type StagedEvents,
 } from '../../src/its/table-state.js';
 import { NO_VCPU } from '../../src/redist/types.js';
-import { PEND_TABLES, cmd, ittOf, makeVm, type Vm } from './helpers.js';
+import { PEND_TABLES, cmd, ittOf, makeVm, recordingListener, type Vm } from './helpers.js';
 
 /** One staged ITE. */
 type Ite = readonly [devid: number, eventid: number, intid: number, icid: number];
@@ -163,13 +163,7 @@ describe('importEvents: success', () => {
     const ites = mainItes();
     // New LPI 8193 (ICID 1 -> vCPU 2) has its pending bit set in vCPU 2's table: consumed at creation.
     memory.writeU8(pendByte(2, 8193), 1 << (8193 & 7));
-    const changes: string[] = [];
-    const listener: ItsChangeListener = {
-      deviceChanged: (d) => changes.push(`dev ${d}`),
-      eventChanged: (d, e) => changes.push(`ev ${d}/${e}`),
-      collectionsChanged: () => changes.push('coll'),
-      allChanged: () => changes.push('all'),
-    };
+    const { changes, listener } = recordingListener();
     its.setChangeListener(listener);
     const freeBefore = its.freeEventPages();
     const s = stage([...DEVICE_BITS.keys()], ites, targetOf);

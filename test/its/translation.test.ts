@@ -1,11 +1,11 @@
 /** Translation state, MSI delivery and the ItsTableState contract. */
 import { describe, expect, it } from 'vitest';
 import { Errno } from '../../src/util/errno.js';
-import { COLLECTION_NOT_MAPPED, ITE_NO_COLLECTION, type ItsChangeListener } from '../../src/its/table-state.js';
+import { COLLECTION_NOT_MAPPED, ITE_NO_COLLECTION } from '../../src/its/table-state.js';
 import type { ItsTableWriter } from '../../src/its/table-writer.js';
 import { GITS_BASER0, GITS_CTLR } from '../../src/its/types.js';
 import { ArrayBufferGuestMemory } from '../../src/memory/array-buffer-guest-memory.js';
-import { DEVICE_TABLE, GITS_BASER1, RAM_BASE, RAM_SIZE, cmd, errors, flatBaser, ittOf, makeVm } from './helpers.js';
+import { DEVICE_TABLE, GITS_BASER1, RAM_BASE, RAM_SIZE, cmd, errors, flatBaser, ittOf, makeVm, recordingListener } from './helpers.js';
 
 describe('translate after every kind of change', () => {
   it('MAPTI, MOVI, MAPC retarget, DISCARD, MAPD remap, MAPD unmap, BASER0 Valid=0, reset', () => {
@@ -163,20 +163,14 @@ describe('ItsTableState', () => {
 
   it('reports every change to the listener; BASER writes, reset and clearTranslations are allChanged', () => {
     const { its, q } = makeVm();
-    const log: string[] = [];
-    const listener: ItsChangeListener = {
-      deviceChanged: (d) => log.push(`dev ${d}`),
-      eventChanged: (d, e) => log.push(`ev ${d}/${e}`),
-      collectionsChanged: () => log.push('cols'),
-      allChanged: () => log.push('all'),
-    };
+    const { changes: log, listener } = recordingListener();
     its.setChangeListener(listener);
     q.run(cmd.mapd(1, 3, ittOf(1)), cmd.mapc(0, 0), cmd.mapc(1, 1), cmd.mapti(1, 2, 8192, 0), cmd.movi(1, 2, 1));
     q.run(cmd.int(1, 2), cmd.inv(1, 2), cmd.sync(), cmd.movall(0, 1)); // no table-visible change
     q.run(cmd.mapti(1, 3, 8193, 9), cmd.discard(1, 2), cmd.mapc(9, 2), cmd.mapc(9, 0, false), cmd.mapd(1, 0, 0, false));
     expect(log).toEqual([
-      'dev 1', 'cols', 'cols', 'ev 1/2', 'ev 1/2',
-      'cols', 'ev 1/3', 'ev 1/2', 'cols', 'ev 1/3', 'cols', 'ev 1/3', 'dev 1',
+      'dev 1', 'coll', 'coll', 'ev 1/2', 'ev 1/2',
+      'coll', 'ev 1/3', 'ev 1/2', 'coll', 'ev 1/3', 'coll', 'ev 1/3', 'dev 1',
     ]);
     log.length = 0;
     its.setReg(GITS_CTLR, 0n);
@@ -184,7 +178,7 @@ describe('ItsTableState', () => {
     expect(log).toEqual(['all']);
     log.length = 0;
     its.reset();
-    expect(log).toEqual(['cols', 'cols', 'all']);
+    expect(log).toEqual(['coll', 'coll', 'all']);
     log.length = 0;
     its.clearTranslations();
     expect(log).toEqual(['all']);

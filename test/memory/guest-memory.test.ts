@@ -7,22 +7,7 @@ import { GuestMemoryFault, GuestMemoryFrozen } from '../../src/memory/errors.js'
 import type { ChunkedGuestMemory } from '../../src/memory/chunked-guest-memory.js';
 import { EmptyGuestMemory } from '../../src/memory/empty-guest-memory.js';
 import { Errno, ErrnoError } from '../../src/util/errno.js';
-import { bytesAt, dirtyPages, implementations } from './helpers.js';
-
-/** Runs fn, expects a GuestMemoryFault for exactly (address, length). */
-function expectFault(fn: () => unknown, address: number, length: number): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught).toBeInstanceOf(GuestMemoryFault);
-  const fault = caught as GuestMemoryFault;
-  expect(fault.errno).toBe(Errno.EFAULT);
-  expect(Object.is(fault.address, address) || (Number.isNaN(address) && Number.isNaN(fault.address))).toBe(true);
-  expect(fault.length).toBe(length);
-}
+import { bytesAt, dirtyPages, expectFault, implementations } from './helpers.js';
 
 for (const impl of implementations) {
   describe(impl.name, () => {

@@ -5,13 +5,11 @@
  * (writeU8/readU8/readU32) and from page arithmetic done here (page n = GPA n * 4096; bit
  * n % 8 of byte n / 8 of the dirty log).
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import { GuestMemoryFault } from '../../src/memory/errors.js';
+import { describe, expect, it } from 'vitest';
 import type { ChunkedGuestMemory } from '../../src/memory/chunked-guest-memory.js';
 import type { WordWindow } from '../../src/memory/guest-memory.js';
 import { dirtyLogBytesFor } from '../../src/memory/region-table.js';
-import { Errno } from '../../src/util/errno.js';
-import { dirtyPages, implementations } from './helpers.js';
+import { closedAfterEach, dirtyPages, expectFault, implementations } from './helpers.js';
 
 /** Two regions with a hole: [0x10000, 0x18000) (8 pages) and [0x20000, 0x22000) (2 pages). */
 const REGIONS = [
@@ -37,20 +35,6 @@ function patternU32(gpa: number): number {
   return (patternByte(gpa) | (patternByte(gpa + 1) << 8) | (patternByte(gpa + 2) << 16) | (patternByte(gpa + 3) << 24)) >>> 0;
 }
 
-function expectFault(fn: () => unknown, address: number, length: number): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught).toBeInstanceOf(GuestMemoryFault);
-  const f = caught as GuestMemoryFault;
-  expect(f.errno).toBe(Errno.EFAULT);
-  expect(f.address).toBe(address);
-  expect(f.length).toBe(length);
-}
-
 function mustWindow(w: WordWindow | null): WordWindow {
   expect(w).not.toBeNull();
   return w!;
@@ -58,15 +42,7 @@ function mustWindow(w: WordWindow | null): WordWindow {
 
 for (const impl of implementations) {
   describe(`${impl.name}: wordWindow`, () => {
-    const open: ChunkedGuestMemory[] = [];
-    const create = (chunkSize?: number): ChunkedGuestMemory => {
-      const mem = impl.create(REGIONS, chunkSize);
-      open.push(mem);
-      return mem;
-    };
-    afterEach(() => {
-      for (const mem of open.splice(0)) mem.close();
-    });
+    const create = closedAfterEach(impl, REGIONS);
 
     it('words[index + k] is the little-endian u32 at gpa + 4k (default chunk size)', () => {
       const mem = create();
@@ -146,15 +122,7 @@ for (const impl of implementations) {
   });
 
   describe(`${impl.name}: writableWordWindow and wroteWindow`, () => {
-    const open: ChunkedGuestMemory[] = [];
-    const create = (chunkSize?: number): ChunkedGuestMemory => {
-      const mem = impl.create(REGIONS, chunkSize);
-      open.push(mem);
-      return mem;
-    };
-    afterEach(() => {
-      for (const mem of open.splice(0)) mem.close();
-    });
+    const create = closedAfterEach(impl, REGIONS);
 
     it('is null while frozen and a view again after thaw', () => {
       const mem = create();
